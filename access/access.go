@@ -1,0 +1,191 @@
+// Package access holds the answers whocould gives: who could do an action on a resource, what a
+// principal could do, why (the paths), and how that changed over time. They are the JSON of
+// CONTRACT.md; every part of the product (engine, stores, API, CLI, tests) speaks them.
+package access
+
+import (
+	"cmp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// GrantRef names a grant: its subject, its role or action pattern, and its resource.
+type GrantRef struct {
+	Subject   string     `json:"subject"`
+	Role      string     `json:"role,omitempty"`
+	Action    string     `json:"action,omitempty"`
+	Resource  string     `json:"resource"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+}
+
+// Path is why a principal could do something: the membership chain from the principal outwards
+// (empty for a direct grant), the grant, the inclusion chain from the granted role to the role
+// that holds the permission (empty for a grant of an action), and the matching action pattern.
+type Path struct {
+	Groups     []string `json:"groups"`
+	Grant      GrantRef `json:"grant"`
+	Roles      []string `json:"roles"`
+	Permission string   `json:"permission"`
+}
+
+// ComparePaths orders paths: shorter membership chains first, then by groups, grant, roles and
+// permission. Every answer lists its paths in this order.
+func ComparePaths(a, b Path) int {
+	if c := cmp.Compare(len(a.Groups), len(b.Groups)); c != 0 {
+		return c
+	}
+	if c := slices.Compare(a.Groups, b.Groups); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Grant.Subject, b.Grant.Subject); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Grant.Role, b.Grant.Role); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Grant.Action, b.Grant.Action); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Grant.Resource, b.Grant.Resource); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(len(a.Roles), len(b.Roles)); c != 0 {
+		return c
+	}
+	if c := slices.Compare(a.Roles, b.Roles); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Permission, b.Permission)
+}
+
+// SortPaths sorts paths in the order of ComparePaths.
+func SortPaths(ps []Path) { slices.SortFunc(ps, ComparePaths) }
+
+// String is a one-line rendering of the path: user:alice → group:dba → group:eng ⇒
+// role:db-owner → role:db-writer ∋ db.table.* on db:prod.
+func (p Path) String() string {
+	var b strings.Builder
+	for _, g := range p.Groups {
+		b.WriteString(g)
+		b.WriteString(" → ")
+	}
+	b.WriteString("grant(")
+	b.WriteString(p.Grant.Subject)
+	b.WriteString(", ")
+	if p.Grant.Role != "" {
+		b.WriteString(p.Grant.Role)
+	} else {
+		b.WriteString(p.Grant.Action)
+	}
+	b.WriteString(", ")
+	b.WriteString(p.Grant.Resource)
+	b.WriteString(")")
+	for i, r := range p.Roles {
+		if i == 0 {
+			b.WriteString(" ⇒ ")
+		} else {
+			b.WriteString(" → ")
+		}
+		b.WriteString(r)
+	}
+	b.WriteString(" ∋ ")
+	b.WriteString(p.Permission)
+	return b.String()
+}
+
+// PrincipalPaths is one principal of a who-could answer.
+type PrincipalPaths struct {
+	Principal string `json:"principal"`
+	Paths     []Path `json:"paths"`
+}
+
+// WhoCould answers: who could do Action on Resource at At (as known at KnownAt, when set)?
+// Principals are sorted by principal.
+type WhoCould struct {
+	Action     string           `json:"action"`
+	Resource   string           `json:"resource"`
+	At         time.Time        `json:"at"`
+	KnownAt    *time.Time       `json:"known_at,omitempty"`
+	Principals []PrincipalPaths `json:"principals"`
+}
+
+// Entitlement is one (action pattern, resource) a principal holds, with its paths.
+type Entitlement struct {
+	Action   string `json:"action"`
+	Resource string `json:"resource"`
+	Paths    []Path `json:"paths"`
+}
+
+// WhatCould answers: what could Principal do at At? Entitlements are sorted by action, then
+// resource.
+type WhatCould struct {
+	Principal    string        `json:"principal"`
+	At           time.Time     `json:"at"`
+	KnownAt      *time.Time    `json:"known_at,omitempty"`
+	Status       string        `json:"status"`
+	Entitlements []Entitlement `json:"entitlements"`
+}
+
+// Principal statuses.
+const (
+	StatusActive   = "active"
+	StatusDisabled = "disabled"
+	StatusDeleted  = "deleted"
+	StatusUnknown  = "unknown"
+)
+
+// Explain answers: could Principal do Action on Resource at At, and why (or why not)? Paths are
+// every path whose memberships, grant, inclusions and permission all hold at At; Could is true
+// exactly when the principal is active and there is at least one. When Could is false, Reason
+// says what is missing.
+type Explain struct {
+	Principal string     `json:"principal"`
+	Action    string     `json:"action"`
+	Resource  string     `json:"resource"`
+	At        time.Time  `json:"at"`
+	KnownAt   *time.Time `json:"known_at,omitempty"`
+	Could     bool       `json:"could"`
+	Status    string     `json:"status"`
+	Paths     []Path     `json:"paths"`
+	Reason    string     `json:"reason"`
+}
+
+// Interval is one stretch of effective access: Principal could do Action (a pattern) on
+// Resource through Path from From until To (nil: still holds).
+type Interval struct {
+	Principal string     `json:"principal"`
+	Action    string     `json:"action"`
+	Resource  string     `json:"resource"`
+	From      time.Time  `json:"from"`
+	To        *time.Time `json:"to"`
+	Path      Path       `json:"path"`
+}
+
+// CompareIntervals orders intervals by from, principal, action, resource, then path.
+func CompareIntervals(a, b Interval) int {
+	if c := a.From.Compare(b.From); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Principal, b.Principal); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Action, b.Action); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Resource, b.Resource); c != 0 {
+		return c
+	}
+	return ComparePaths(a.Path, b.Path)
+}
+
+// History answers: how did the access of Principal (or to Resource) change between From and To?
+// Intervals are clipped to [From, To) and sorted by CompareIntervals.
+type History struct {
+	Principal string     `json:"principal,omitempty"`
+	Resource  string     `json:"resource,omitempty"`
+	From      time.Time  `json:"from"`
+	To        time.Time  `json:"to"`
+	KnownAt   *time.Time `json:"known_at,omitempty"`
+	Intervals []Interval `json:"intervals"`
+}
