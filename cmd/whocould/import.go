@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/whocould/whocould/event"
+	"github.com/whocould/whocould/ingest"
+)
+
+// importBatch is how many events go to the log in one append.
+const importBatch = 5000
+
+func newImport(g *globals) *cobra.Command {
+	var format, output string
+	cmd := &cobra.Command{
+		Use:   "import [--format canonical] FILE|- ...",
+		Short: "Import events from files (CloudEvents as JSON lines or a JSON array; - for stdin)",
+		Long: `Import reads CloudEvents as JSON lines, a JSON array or a single JSON object, validates them,
+appends the good ones to the event log (duplicates by source and id are skipped), dead-letters
+the bad ones with their reason, and returns once every accepted event is durable and projected.
+It prints how many were accepted, duplicates and rejected, and exits 2 if any were rejected.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if format != "canonical" {
+				return usagef("--format %q: only canonical (CloudEvents) is supported so far", format)
+			}
+			if output != "table" && output != "json" {
+				return usagef("-o %q: want json or table", output)
+			}
+			return runImport(cmd.Context(), g, args, output, cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().StringVar(&format, "format", "canonical", "input format: canonical (CloudEvents JSON)")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "summary format: json or table")
+	return cmd
+}
+
+type importSummary struct {
+	Files []fileSummary `json:"files"`
+	ingest.Result
+	// Projected is the log position the store has reached.
+	Projected uint64 `json:"projected"`
+}
+
+type fileSummary struct {
+	File string `json:"file"`
+	ingest.Result
+}
+
+func runImport(ctx context.Context, g *globals, files []string, output string, stdout io.Writer) error {
+	// Check every file before touching the data directory.
+	for _, f := range files {
+		if f == "-" {
+			continue
+		}
+		if st, err := os.Stat(f); err != nil {
+			return usageError{err}
+		} else if st.IsDir() {
+			return usagef("%s is a directory", f)
+		}
+	}
+	prog := newProgress()
+	prog.set("catching up")
+	s, err := openStack(ctx, g.dataDir, g.logger, stackOptions{progress: func(done, last uint64) {
+		prog.update(int64(done), int64(last), "events")
+	}})
+	prog.done()
+	if err != nil {
+		return err
+	}
+	defer s.close()
+
+	sum := importSummary{Result: ingest.Result{Rejected: []ingest.Rejection{}}, Files: []fileSummary{}}
+	for _, f := range files {
+		res, err := importFile(ctx, s, f, prog)
+		sum.Files = append(sum.Files, fileSummary{File: f, Result: res})
+		sum.Add(res)
+		if err != nil {
+			return err
+		}
+	}
+	prog.set("projecting")
+	if _, err := s.proj.CatchUp(ctx); err != nil {
+		return err
+	}
+	prog.done()
+	sum.Projected = s.proj.Position()
+
+	if output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(sum); err != nil {
+			return err
+		}
+	} else {
+		for _, f := range sum.Files {
+			fmt.Fprintf(stdout, "%s: %d accepted, %d duplicates, %d rejected\n", f.File, f.Accepted, f.Duplicates, len(f.Rejected))
+		}
+		if len(sum.Files) > 1 {
+			fmt.Fprintf(stdout, "total: %d accepted, %d duplicates, %d rejected\n", sum.Accepted, sum.Duplicates, len(sum.Rejected))
+		}
+	}
+	if len(sum.Rejected) > 0 {
+		const show = 20
+		for i, r := range sum.Rejected {
+			if i == show {
+				fmt.Fprintf(os.Stderr, "... and %d more rejected (see %s/deadletters.jsonl)\n", len(sum.Rejected)-show, g.dataDir)
+				break
+			}
+			fmt.Fprintln(os.Stderr, r.Error)
+		}
+		return usagef("%d event(s) rejected and dead-lettered; the other %d were imported", len(sum.Rejected), sum.Accepted+sum.Duplicates)
+	}
+	return nil
+}
+
+// importFile imports one file ("-": stdin) in batches.
+func importFile(ctx context.Context, s *stack, name string, prog *progress) (ingest.Result, error) {
+	res := ingest.Result{Rejected: []ingest.Rejection{}}
+	var (
+		r    io.Reader = os.Stdin
+		size int64
+	)
+	label := name
+	if name == "-" {
+		label = "stdin"
+	} else {
+		f, err := os.Open(name)
+		if err != nil {
+			return res, usageError{err}
+		}
+		defer f.Close()
+		if st, err := f.Stat(); err == nil {
+			size = st.Size()
+		}
+		r = f
+	}
+	cr := &countingReader{r: r}
+	dec := event.NewDecoder(cr, label)
+	prog.set("importing " + label)
+	defer prog.done()
+	items := make([]ingest.Item, 0, importBatch)
+	index := 0
+	flush := func() error {
+		if len(items) == 0 {
+			return nil
+		}
+		br, err := s.ingest.Ingest(ctx, label, items)
+		for i := range br.Rejected {
+			br.Rejected[i].Index += index - len(items)
+		}
+		res.Add(br)
+		items = items[:0]
+		return err
+	}
+	for {
+		e, raw, err := dec.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		var de *event.DecodeError
+		switch {
+		case errors.As(err, &de):
+			items = append(items, ingest.Item{Raw: raw, Err: de, Where: fmt.Sprintf("line %d", de.Line), ID: de.ID})
+		case err != nil:
+			return res, fmt.Errorf("read %s: %w", label, err)
+		default:
+			items = append(items, ingest.Item{Event: e, Raw: raw, Where: fmt.Sprintf("item %d", index)})
+		}
+		index++
+		if len(items) == importBatch {
+			if err := flush(); err != nil {
+				return res, err
+			}
+			prog.update(cr.n, size, "bytes")
+		}
+	}
+	return res, flush()
+}

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/whocould/whocould/projector"
+	"github.com/whocould/whocould/store/embedded"
+)
+
+func newRebuild(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rebuild",
+		Short: "Replay the whole event log into a fresh store and swap it in",
+		Long: `Rebuild replays the event log from its first event into a fresh store beside the current one,
+then swaps it in. The current store keeps serving until the swap; a rebuild cut short leaves
+the current store as it was.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runRebuild(cmd.Context(), g, cmd.OutOrStdout())
+		},
+	}
+}
+
+func runRebuild(ctx context.Context, g *globals, stdout io.Writer) error {
+	s, err := openStack(ctx, g.dataDir, g.logger, stackOptions{})
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	start := time.Now()
+	dir := filepath.Join(g.dataDir, "store")
+	fresh := dir + ".rebuild"
+	if err := os.RemoveAll(fresh); err != nil {
+		return fmt.Errorf("rebuild: %w", err)
+	}
+	ns, err := embedded.Open(embedded.Config{Dir: fresh, Logger: g.logger})
+	if err != nil {
+		return fmt.Errorf("rebuild: %w", err)
+	}
+	prog := newProgress()
+	prog.set("rebuilding")
+	p := projector.New(s.log, ns, rejects{s.dead}, projector.Config{Logger: g.logger, Progress: func(done, last uint64) {
+		prog.update(int64(done), int64(last), "events")
+	}})
+	n, err := p.CatchUp(ctx)
+	prog.done()
+	if err != nil {
+		return fmt.Errorf("rebuild: %w", err)
+	}
+	if err := swapDirs(dir, fresh); err != nil {
+		return fmt.Errorf("rebuild: %w", err)
+	}
+	took := time.Since(start)
+	fmt.Fprintf(stdout, "rebuilt the store from %d events (log position %d) in %s (%.0f events/s)\n",
+		n, p.Position(), took.Round(time.Millisecond), float64(n)/max(took.Seconds(), 1e-3))
+	return nil
+}
+
+// swapDirs replaces dir by fresh: dir is moved aside, fresh renamed into its place, the old one
+// removed. Each step is a rename, so a crash leaves either the old or the new store whole
+// (recoverStore puts an interrupted swap right).
+func swapDirs(dir, fresh string) error {
+	old := dir + ".old"
+	if err := os.RemoveAll(old); err != nil {
+		return err
+	}
+	if err := os.Rename(dir, old); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	if err := os.Rename(fresh, dir); err != nil {
+		return err
+	}
+	return os.RemoveAll(old)
+}
+
+// recoverStore puts right a swap that a crash interrupted: when the store directory is missing
+// but its moved-aside copy exists, the copy comes back; a half-built rebuild is discarded.
+func recoverStore(dataDir string) error {
+	dir := filepath.Join(dataDir, "store")
+	if _, err := os.Stat(dir); os.IsNotExist(err) {
+		if _, err := os.Stat(dir + ".old"); err == nil {
+			if err := os.Rename(dir+".old", dir); err != nil {
+				return err
+			}
+		}
+	}
+	return os.RemoveAll(dir + ".rebuild")
+}

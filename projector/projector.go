@@ -1,0 +1,232 @@
+// Package projector consumes the event log and applies it to a store, in log order, with
+// checkpoints: killed at any moment and restarted, it resumes from the store's last
+// checkpointed position and ends in the same state as an uninterrupted run.
+package projector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/whocould/whocould/event"
+	"github.com/whocould/whocould/eventlog"
+	"github.com/whocould/whocould/store"
+)
+
+// Source is the log as the projector reads it.
+type Source interface {
+	Read(ctx context.Context, from uint64, fn func(eventlog.Message) error) error
+	Follow(ctx context.Context, from uint64, fn func(eventlog.Message) error) error
+	Last(ctx context.Context) (uint64, error)
+}
+
+// Target is the store as the projector writes it.
+type Target interface {
+	store.Writer
+	Position(ctx context.Context) (uint64, error)
+}
+
+// Rejects keeps log messages the projector cannot decode (written by an older or newer
+// whocould, or damaged), so that nothing is silently lost.
+type Rejects interface {
+	Reject(ctx context.Context, m eventlog.Message, reason error) error
+}
+
+// Config tunes a projector.
+type Config struct {
+	// Batch is how many records are applied at once (default 1000).
+	Batch int
+	// CheckpointEvery is how many records may be applied between checkpoints while following
+	// (default 100000); CheckpointInterval bounds the time between them (default 30 s).
+	CheckpointEvery    int
+	CheckpointInterval time.Duration
+	// Progress, when set, is called after each batch with the position reached and the log's
+	// last position when the run started.
+	Progress func(done, last uint64)
+	Logger   *slog.Logger
+}
+
+// Projector applies the log to a store.
+type Projector struct {
+	src     Source
+	dst     Target
+	rejects Rejects
+	cfg     Config
+	log     *slog.Logger
+
+	position atomic.Uint64
+	rejected atomic.Int64
+}
+
+// New returns a projector from src to dst; rejects may be nil (undecodable messages are then
+// logged and skipped).
+func New(src Source, dst Target, rejects Rejects, cfg Config) *Projector {
+	if cfg.Batch <= 0 {
+		cfg.Batch = 1000
+	}
+	if cfg.CheckpointEvery <= 0 {
+		cfg.CheckpointEvery = 100000
+	}
+	if cfg.CheckpointInterval <= 0 {
+		cfg.CheckpointInterval = 30 * time.Second
+	}
+	l := cfg.Logger
+	if l == nil {
+		l = slog.New(slog.DiscardHandler)
+	}
+	return &Projector{src: src, dst: dst, rejects: rejects, cfg: cfg, log: l}
+}
+
+// Position is the last log position applied.
+func (p *Projector) Position() uint64 { return p.position.Load() }
+
+// Rejected counts the log messages that could not be decoded.
+func (p *Projector) Rejected() int64 { return p.rejected.Load() }
+
+// batcher decodes messages into records and applies them in batches.
+type batcher struct {
+	p       *Projector
+	recs    []event.Record
+	applied int
+}
+
+func (b *batcher) add(ctx context.Context, m eventlog.Message) error {
+	e, err := event.Unmarshal(m.Data)
+	if err != nil {
+		b.p.rejected.Add(1)
+		b.p.log.Error("log message cannot be decoded", "position", m.Position, "error", err)
+		if b.p.rejects != nil {
+			if rerr := b.p.rejects.Reject(ctx, m, err); rerr != nil {
+				return fmt.Errorf("dead-letter log position %d: %w", m.Position, rerr)
+			}
+		}
+		// The position still counts as applied: the store moves past it.
+		e = event.Event{}
+	}
+	b.recs = append(b.recs, event.Record{Event: e, Position: m.Position, Recorded: m.Recorded})
+	if len(b.recs) >= b.p.cfg.Batch {
+		return b.flush(ctx)
+	}
+	return nil
+}
+
+func (b *batcher) flush(ctx context.Context) error {
+	if len(b.recs) == 0 {
+		return nil
+	}
+	if err := b.p.dst.Apply(ctx, b.recs); err != nil {
+		return fmt.Errorf("apply up to log position %d: %w", b.recs[len(b.recs)-1].Position, err)
+	}
+	b.p.position.Store(b.recs[len(b.recs)-1].Position)
+	b.applied += len(b.recs)
+	b.recs = b.recs[:0]
+	return nil
+}
+
+// CatchUp applies everything in the log after the store's position, then checkpoints. It
+// returns how many records it applied.
+func (p *Projector) CatchUp(ctx context.Context) (int, error) {
+	from, err := p.dst.Position(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("catch up: %w", err)
+	}
+	p.position.Store(from)
+	last, err := p.src.Last(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("catch up: %w", err)
+	}
+	if last <= from {
+		return 0, nil
+	}
+	b := &batcher{p: p}
+	err = p.src.Read(ctx, from+1, func(m eventlog.Message) error {
+		if err := b.add(ctx, m); err != nil {
+			return err
+		}
+		if p.cfg.Progress != nil && len(b.recs) == 0 {
+			p.cfg.Progress(m.Position, last)
+		}
+		return nil
+	})
+	if err == nil {
+		err = b.flush(ctx)
+	}
+	if err != nil {
+		return b.applied, fmt.Errorf("catch up from log position %d: %w", from+1, err)
+	}
+	if p.cfg.Progress != nil {
+		p.cfg.Progress(p.Position(), last)
+	}
+	if err := p.dst.Checkpoint(ctx); err != nil {
+		return b.applied, err
+	}
+	return b.applied, nil
+}
+
+// Run catches up, then follows the log until ctx ends, applying in batches and checkpointing
+// every CheckpointEvery records or CheckpointInterval, and once more on the way out.
+func (p *Projector) Run(ctx context.Context) error {
+	if _, err := p.CatchUp(ctx); err != nil {
+		return err
+	}
+	from := p.Position()
+	b := &batcher{p: p}
+	sinceCk, lastCk := 0, time.Now()
+	// Follow delivers one message at a time; a short timer flushes a partial batch so that
+	// readers see a lone event at once.
+	msgs := make(chan eventlog.Message, p.cfg.Batch)
+	errc := make(chan error, 1)
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		errc <- p.src.Follow(fctx, from+1, func(m eventlog.Message) error {
+			select {
+			case msgs <- m:
+				return nil
+			case <-fctx.Done():
+				return fctx.Err()
+			}
+		})
+	}()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	finish := func(err error) error {
+		// Apply and checkpoint what was read, with a context of its own: ctx is done.
+		sctx, scancel := context.WithTimeout(context.Background(), time.Minute)
+		defer scancel()
+		ferr := b.flush(sctx)
+		if ferr == nil {
+			ferr = p.dst.Checkpoint(sctx)
+		}
+		return errors.Join(err, ferr)
+	}
+	for {
+		select {
+		case m := <-msgs:
+			if err := b.add(ctx, m); err != nil {
+				return finish(err)
+			}
+			sinceCk++
+		case <-tick.C:
+			if err := b.flush(ctx); err != nil {
+				return finish(err)
+			}
+			if sinceCk >= p.cfg.CheckpointEvery || (sinceCk > 0 && time.Since(lastCk) >= p.cfg.CheckpointInterval) {
+				if err := p.dst.Checkpoint(ctx); err != nil {
+					return finish(err)
+				}
+				sinceCk, lastCk = 0, time.Now()
+			}
+		case err := <-errc:
+			if ctx.Err() != nil {
+				return finish(nil)
+			}
+			return finish(fmt.Errorf("follow the log: %w", err))
+		case <-ctx.Done():
+			return finish(nil)
+		}
+	}
+}

@@ -1,0 +1,562 @@
+// Package embedded is the store for one machine: pure Go, everything in memory, persisted under
+// a directory as an atomic snapshot written at each checkpoint, restored at open without
+// replaying the log (the projector replays only the tail after the snapshot's position).
+package embedded
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/whocould/whocould/access"
+	"github.com/whocould/whocould/event"
+	"github.com/whocould/whocould/graph"
+	"github.com/whocould/whocould/internal/bin"
+	"github.com/whocould/whocould/store"
+)
+
+var _ store.Store = (*Store)(nil)
+
+const (
+	snapshotFile  = "snapshot.bin"
+	snapshotMagic = "whocould-embedded-snapshot\n"
+	formatVersion = 1
+)
+
+// Config configures the embedded store.
+type Config struct {
+	// Dir holds the snapshot. Empty: memory only (tests).
+	Dir    string
+	Logger *slog.Logger
+}
+
+// decision is a decision with its strings interned.
+type decision struct {
+	time                                int64
+	principal, action, resource         uint32
+	reason, policy, request, source, id uint32
+	position                            uint64
+	allow                               bool
+}
+
+type useKey struct{ principal, action, resource uint32 }
+
+type use struct {
+	first, last int64
+	count       int64
+}
+
+type tenant struct {
+	graph     *graph.Graph
+	decisions []decision
+	sorted    bool // decisions are in event-time order
+	usage     map[useKey]*use
+	approvals map[string]*store.Approval
+}
+
+// Store is the embedded store.
+type Store struct {
+	cfg Config
+	log *slog.Logger
+
+	mu       sync.RWMutex
+	tenants  map[string]*tenant
+	strs     []string
+	strIDs   map[string]uint32
+	position uint64
+
+	ckMu sync.Mutex // one checkpoint at a time
+}
+
+// Open opens the store in cfg.Dir, restoring its last snapshot when there is one.
+func Open(cfg Config) (*Store, error) {
+	s := &Store{cfg: cfg, log: cfg.Logger, tenants: map[string]*tenant{}, strIDs: map[string]uint32{}}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.intern("")
+	if cfg.Dir == "" {
+		return s, nil
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("open embedded store: %w", err)
+	}
+	f, err := os.Open(filepath.Join(cfg.Dir, snapshotFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open embedded store: %w", err)
+	}
+	defer f.Close()
+	start := time.Now()
+	if err := s.decode(f); err != nil {
+		return nil, fmt.Errorf("restore %s: %w", f.Name(), err)
+	}
+	s.log.Info("store restored", "dir", cfg.Dir, "position", s.position, "took", time.Since(start))
+	return s, nil
+}
+
+func (s *Store) intern(str string) uint32 {
+	if id, ok := s.strIDs[str]; ok {
+		return id
+	}
+	id := uint32(len(s.strs))
+	s.strIDs[str] = id
+	s.strs = append(s.strs, str)
+	return id
+}
+
+func (s *Store) tenant(name string) *tenant {
+	t := s.tenants[name]
+	if t == nil {
+		t = &tenant{graph: graph.New(), usage: map[useKey]*use{}, approvals: map[string]*store.Approval{}, sorted: true}
+		s.tenants[name] = t
+	}
+	return t
+}
+
+// Apply implements store.Writer.
+func (s *Store) Apply(ctx context.Context, recs []event.Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range recs {
+		r := &recs[i]
+		if r.Position <= s.position {
+			continue
+		}
+		s.position = r.Position
+		if !r.Type.Known() {
+			continue // a log message the projector could not decode: dead-lettered there
+		}
+		t := s.tenant(r.TenantOrDefault())
+		switch {
+		case r.Type.IsChange():
+			t.graph.Apply(r)
+		case r.Type == event.Decision:
+			s.addDecision(t, r)
+		default:
+			addApproval(t, r)
+		}
+	}
+	return ctx.Err()
+}
+
+func (s *Store) addDecision(t *tenant, r *event.Record) {
+	d := decision{
+		time: event.Micros(r.Time), principal: s.intern(r.Data.Principal), action: s.intern(r.Data.Action),
+		resource: s.intern(r.Data.Resource), reason: s.intern(r.Data.Reason), policy: s.intern(r.Data.Policy),
+		request: s.intern(r.Data.Request), source: s.intern(r.Source), id: s.intern(r.ID), position: r.Position,
+		allow: r.Data.Effect == event.Allow,
+	}
+	if n := len(t.decisions); n > 0 && t.decisions[n-1].time > d.time {
+		t.sorted = false
+	}
+	t.decisions = append(t.decisions, d)
+	if !d.allow {
+		return
+	}
+	k := useKey{d.principal, d.action, d.resource}
+	u := t.usage[k]
+	if u == nil {
+		t.usage[k] = &use{first: d.time, last: d.time, count: 1}
+		return
+	}
+	u.first, u.last, u.count = min(u.first, d.time), max(u.last, d.time), u.count+1
+}
+
+func addApproval(t *tenant, r *event.Record) {
+	d := &r.Data
+	a := t.approvals[d.Request]
+	if a == nil {
+		a = &store.Approval{Tenant: r.TenantOrDefault(), Request: d.Request, Answers: []store.ApprovalAnswer{}}
+		t.approvals[d.Request] = a
+	}
+	switch r.Type {
+	case event.ApprovalRequested:
+		at := r.Time.UTC()
+		a.Requester, a.Requested, a.Change, a.Reason = d.Requester, &at, d.Change, d.Reason
+	case event.ApprovalGranted, event.ApprovalRejected:
+		a.Answers = append(a.Answers, store.ApprovalAnswer{Approver: d.Approver, Granted: r.Type == event.ApprovalGranted,
+			Reason: d.Reason, Time: r.Time.UTC()})
+		slices.SortStableFunc(a.Answers, func(x, y store.ApprovalAnswer) int { return x.Time.Compare(y.Time) })
+	}
+}
+
+func tenantName(t string) string {
+	if t == "" {
+		return event.DefaultTenant
+	}
+	return t
+}
+
+// graphOf is the graph of a tenant (an empty one for an unknown tenant).
+func (s *Store) graphOf(name string) *graph.Graph {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if t := s.tenants[tenantName(name)]; t != nil {
+		return t.graph
+	}
+	return graph.New()
+}
+
+// Graph is the graph of a tenant, for readers that need more than access.Querier.
+func (s *Store) Graph(tenant string) *graph.Graph { return s.graphOf(tenant) }
+
+// WhoCould implements access.Querier.
+func (s *Store) WhoCould(ctx context.Context, q access.Query) (access.WhoCould, error) {
+	return s.graphOf(q.Tenant).WhoCould(ctx, q)
+}
+
+// WhatCould implements access.Querier.
+func (s *Store) WhatCould(ctx context.Context, q access.Query) (access.WhatCould, error) {
+	return s.graphOf(q.Tenant).WhatCould(ctx, q)
+}
+
+// Explain implements access.Querier.
+func (s *Store) Explain(ctx context.Context, q access.Query) (access.Explain, error) {
+	return s.graphOf(q.Tenant).Explain(ctx, q)
+}
+
+// History implements access.Querier.
+func (s *Store) History(ctx context.Context, q access.Query) (access.History, error) {
+	return s.graphOf(q.Tenant).History(ctx, q)
+}
+
+// Position implements store.Reader.
+func (s *Store) Position(context.Context) (uint64, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.position, nil
+}
+
+// Tenants implements store.Reader.
+func (s *Store) Tenants(context.Context) ([]string, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]string, 0, len(s.tenants))
+	for name := range s.tenants {
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func (s *Store) sortDecisions(t *tenant) {
+	if t.sorted {
+		return
+	}
+	sort.SliceStable(t.decisions, func(i, j int) bool { return t.decisions[i].time < t.decisions[j].time })
+	t.sorted = true
+}
+
+// Decisions implements store.Reader.
+func (s *Store) Decisions(ctx context.Context, q store.DecisionQuery, fn func(store.Decision) error) error {
+	s.mu.Lock() // sorting may write
+	t := s.tenants[tenantName(q.Tenant)]
+	if t == nil {
+		s.mu.Unlock()
+		return nil
+	}
+	s.sortDecisions(t)
+	var out []store.Decision
+	match := func(id uint32, want string) bool { return want == "" || s.strs[id] == want }
+	for _, d := range t.decisions {
+		if (!q.From.IsZero() && d.time < event.Micros(q.From)) || (!q.To.IsZero() && d.time >= event.Micros(q.To)) {
+			continue
+		}
+		effect := event.Deny
+		if d.allow {
+			effect = event.Allow
+		}
+		if !match(d.principal, q.Principal) || !match(d.action, q.Action) || !match(d.resource, q.Resource) ||
+			(q.Effect != "" && q.Effect != effect) {
+			continue
+		}
+		out = append(out, store.Decision{Tenant: tenantName(q.Tenant), Principal: s.strs[d.principal], Action: s.strs[d.action],
+			Resource: s.strs[d.resource], Effect: effect, Time: event.FromMicros(d.time), Reason: s.strs[d.reason],
+			Policy: s.strs[d.policy], Request: s.strs[d.request], Source: s.strs[d.source], ID: s.strs[d.id], Position: d.position})
+	}
+	s.mu.Unlock()
+	for _, d := range out {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Usage implements store.Reader. Effect and the time bounds of q are ignored: usage counts
+// every allowed decision.
+func (s *Store) Usage(_ context.Context, q store.DecisionQuery) ([]store.Use, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	t := s.tenants[tenantName(q.Tenant)]
+	if t == nil {
+		return nil, nil
+	}
+	var out []store.Use
+	for k, u := range t.usage {
+		p, a, r := s.strs[k.principal], s.strs[k.action], s.strs[k.resource]
+		if (q.Principal != "" && p != q.Principal) || (q.Action != "" && a != q.Action) || (q.Resource != "" && r != q.Resource) {
+			continue
+		}
+		out = append(out, store.Use{Principal: p, Action: a, Resource: r, First: event.FromMicros(u.first),
+			Last: event.FromMicros(u.last), Count: u.count})
+	}
+	slices.SortFunc(out, func(a, b store.Use) int {
+		return cmp.Or(cmp.Compare(a.Principal, b.Principal), cmp.Compare(a.Action, b.Action), cmp.Compare(a.Resource, b.Resource))
+	})
+	return out, nil
+}
+
+// Approval implements store.Reader.
+func (s *Store) Approval(_ context.Context, tenant, request string) (store.Approval, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if t := s.tenants[tenantName(tenant)]; t != nil {
+		if a := t.approvals[request]; a != nil {
+			c := *a
+			c.Answers = slices.Clone(a.Answers)
+			return c, nil
+		}
+	}
+	return store.Approval{}, fmt.Errorf("approval %q: %w", request, store.ErrNotFound)
+}
+
+// Checkpoint implements store.Writer: it writes the snapshot to a temporary file, syncs it and
+// renames it over the last one, so a crash at any moment leaves one whole snapshot.
+func (s *Store) Checkpoint(ctx context.Context) error {
+	if s.cfg.Dir == "" {
+		return nil
+	}
+	s.ckMu.Lock()
+	defer s.ckMu.Unlock()
+	start := time.Now()
+	final := filepath.Join(s.cfg.Dir, snapshotFile)
+	tmp, err := os.CreateTemp(s.cfg.Dir, snapshotFile+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // after a successful rename there is nothing left to remove
+	n, err := s.encode(tmp)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), final)
+	}
+	if err == nil {
+		err = syncDir(s.cfg.Dir)
+	}
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: %w", final, err)
+	}
+	pos, _ := s.Position(ctx)
+	s.log.Debug("checkpoint written", "position", pos, "bytes", n, "took", time.Since(start))
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Close implements store.Store. It does not checkpoint: call Checkpoint first.
+func (s *Store) Close() error { return nil }
+
+// encode writes the snapshot: magic, body, and the SHA-256 of the body.
+func (s *Store) encode(w io.Writer) (int64, error) {
+	s.mu.Lock() // decisions are sorted first; Apply waits
+	defer s.mu.Unlock()
+	h := sha256.New()
+	if _, err := io.WriteString(w, snapshotMagic); err != nil {
+		return 0, err
+	}
+	bw := bin.NewWriter(io.MultiWriter(w, h))
+	bw.Uvarint(formatVersion)
+	bw.Uvarint(s.position)
+	bw.Uvarint(uint64(len(s.strs)))
+	for _, str := range s.strs {
+		bw.String(str)
+	}
+	names := make([]string, 0, len(s.tenants))
+	for name := range s.tenants {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	bw.Uvarint(uint64(len(names)))
+	for _, name := range names {
+		t := s.tenants[name]
+		s.sortDecisions(t)
+		bw.String(name)
+		t.graph.Encode(bw)
+		bw.Uvarint(uint64(len(t.decisions)))
+		for _, d := range t.decisions {
+			bw.Varint(d.time)
+			for _, id := range []uint32{d.principal, d.action, d.resource, d.reason, d.policy, d.request, d.source, d.id} {
+				bw.Uvarint(uint64(id))
+			}
+			bw.Uvarint(d.position)
+			if d.allow {
+				bw.Uvarint(1)
+			} else {
+				bw.Uvarint(0)
+			}
+		}
+		reqs := make([]string, 0, len(t.approvals))
+		for r := range t.approvals {
+			reqs = append(reqs, r)
+		}
+		slices.Sort(reqs)
+		bw.Uvarint(uint64(len(reqs)))
+		for _, r := range reqs {
+			a := t.approvals[r]
+			bw.String(a.Request)
+			bw.String(a.Requester)
+			var at int64
+			if a.Requested != nil {
+				at = event.Micros(*a.Requested)
+			}
+			bw.Varint(at)
+			bw.Bytes(a.Change)
+			bw.String(a.Reason)
+			bw.Uvarint(uint64(len(a.Answers)))
+			for _, ans := range a.Answers {
+				bw.String(ans.Approver)
+				g := uint64(0)
+				if ans.Granted {
+					g = 1
+				}
+				bw.Uvarint(g)
+				bw.String(ans.Reason)
+				bw.Varint(event.Micros(ans.Time))
+			}
+		}
+	}
+	n, err := bw.Flush()
+	if err != nil {
+		return n, err
+	}
+	_, err = w.Write(h.Sum(nil))
+	return n + int64(len(snapshotMagic)) + sha256.Size, err
+}
+
+// decode reads a snapshot, checking its digest.
+func (s *Store) decode(f *os.File) error {
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.Size() < int64(len(snapshotMagic)+sha256.Size) {
+		return errors.New("snapshot is truncated")
+	}
+	magic := make([]byte, len(snapshotMagic))
+	if _, err := io.ReadFull(f, magic); err != nil || string(magic) != snapshotMagic {
+		return errors.New("not a whocould snapshot")
+	}
+	bodyLen := st.Size() - int64(len(snapshotMagic)) - sha256.Size
+	h := sha256.New()
+	tee := io.TeeReader(io.LimitReader(f, bodyLen), h)
+	br := bin.NewReader(tee)
+	if v := br.Uvarint(); br.Err == nil && v != formatVersion {
+		return fmt.Errorf("snapshot format %d, want %d", v, formatVersion)
+	}
+	s.position = br.Uvarint()
+	ns := br.Len(bin.MaxLen)
+	s.strs, s.strIDs = make([]string, 0, ns), make(map[string]uint32, ns)
+	for i := 0; i < ns && br.Err == nil; i++ {
+		str := br.String()
+		s.strIDs[str] = uint32(len(s.strs))
+		s.strs = append(s.strs, str)
+	}
+	str := func() uint32 {
+		id := br.Uint32()
+		if int(id) >= len(s.strs) && br.Err == nil {
+			br.Err = fmt.Errorf("string %d out of range", id)
+			return 0
+		}
+		return id
+	}
+	nt := br.Len(1 << 20)
+	for i := 0; i < nt && br.Err == nil; i++ {
+		name := br.String()
+		g, err := graph.Decode(br)
+		if err != nil {
+			return err
+		}
+		t := s.tenant(name)
+		t.graph = g
+		nd := br.Len(bin.MaxLen)
+		t.decisions = make([]decision, 0, nd)
+		for j := 0; j < nd && br.Err == nil; j++ {
+			d := decision{time: br.Varint()}
+			d.principal, d.action, d.resource, d.reason = str(), str(), str(), str()
+			d.policy, d.request, d.source, d.id = str(), str(), str(), str()
+			d.position = br.Uvarint()
+			d.allow = br.Uvarint() == 1
+			t.decisions = append(t.decisions, d)
+			if d.allow {
+				k := useKey{d.principal, d.action, d.resource}
+				if u := t.usage[k]; u != nil {
+					u.first, u.last, u.count = min(u.first, d.time), max(u.last, d.time), u.count+1
+				} else {
+					t.usage[k] = &use{first: d.time, last: d.time, count: 1}
+				}
+			}
+		}
+		na := br.Len(bin.MaxLen)
+		for j := 0; j < na && br.Err == nil; j++ {
+			a := &store.Approval{Tenant: name, Request: br.String(), Requester: br.String()}
+			if at := br.Varint(); at != 0 {
+				tm := event.FromMicros(at)
+				a.Requested = &tm
+			}
+			a.Change = br.Bytes()
+			a.Reason = br.String()
+			nans := br.Len(1 << 20)
+			a.Answers = make([]store.ApprovalAnswer, 0, nans)
+			for k := 0; k < nans && br.Err == nil; k++ {
+				ans := store.ApprovalAnswer{Approver: br.String(), Granted: br.Uvarint() == 1, Reason: br.String()}
+				ans.Time = event.FromMicros(br.Varint())
+				a.Answers = append(a.Answers, ans)
+			}
+			t.approvals[a.Request] = a
+		}
+	}
+	if br.Err != nil {
+		return br.Err
+	}
+	// Hash what the buffered reader did not read, so the digest covers the whole body.
+	if _, err := io.Copy(io.Discard, tee); err != nil {
+		return err
+	}
+	want := make([]byte, sha256.Size)
+	if _, err := io.ReadFull(f, want); err != nil {
+		return err
+	}
+	if string(want) != string(h.Sum(nil)) {
+		return errors.New("snapshot digest does not match: the file is corrupt")
+	}
+	return nil
+}
