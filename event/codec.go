@@ -150,8 +150,18 @@ func Unmarshal(b []byte) (Event, error) {
 	return e, nil
 }
 
-// unmarshal is Unmarshal, returning what it decoded (the id at least) along with an error.
+// unmarshal is Unmarshal, returning what it decoded (the id at least) along with an error: the
+// fast path (fastdecode.go) for a good event, the reference for anything else.
 func unmarshal(b []byte) (Event, error) {
+	if e, ok := unmarshalFast(b); ok {
+		return e, nil
+	}
+	return unmarshalSlow(b)
+}
+
+// unmarshalSlow is the reference decoder, built on encoding/json: it gives every error its
+// text, and FuzzFastVsSlow holds the fast path to it.
+func unmarshalSlow(b []byte) (Event, error) {
 	var w wireEvent
 	jerr := json.Unmarshal(b, &w)
 	var se *json.SyntaxError

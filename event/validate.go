@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -475,12 +476,29 @@ func checkAttributes(attrs map[string]string) error {
 		return fieldErr("data.attributes", fmt.Sprintf("has %d attributes (at most %d)", len(attrs), MaxAttributes))
 	}
 	for k, v := range attrs {
-		if msg := checkAttributeKey(k); msg != "" {
-			return fieldErr("data.attributes", "key "+quote(k)+" "+msg)
+		if checkAttribute(k, v) != nil {
+			// Report the bad attribute with the least key, whatever the map's order.
+			keys := make([]string, 0, len(attrs))
+			for k := range attrs {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			for _, k := range keys {
+				if err := checkAttribute(k, attrs[k]); err != nil {
+					return err
+				}
+			}
 		}
-		if msg := checkFreeText(v, MaxAttributeValue); msg != "" {
-			return fieldErr(attributePath(k), msg)
-		}
+	}
+	return nil
+}
+
+func checkAttribute(k, v string) error {
+	if msg := checkAttributeKey(k); msg != "" {
+		return fieldErr("data.attributes", "key "+quote(k)+" "+msg)
+	}
+	if msg := checkFreeText(v, MaxAttributeValue); msg != "" {
+		return fieldErr(attributePath(k), msg)
 	}
 	return nil
 }

@@ -67,10 +67,16 @@ func bigHistory() *bigOrg {
 				add(event.RoleIncludeAdded, o.start, event.Data{Role: role, Includes: fmt.Sprintf("role:r%d", r.IntN(i))})
 			}
 		}
-		for i := 1; i < groups; i++ { // nested groups: mostly a forest, a few cycles
-			add(event.MembershipAdded, at(), event.Data{Group: fmt.Sprintf("group:g%d", r.IntN(i)), Member: fmt.Sprintf("group:g%d", i)})
+		// Nested groups as in an organisation: 100 departments (g0..g99), each with a third of
+		// its other groups nested in an earlier group of the same department; a few cycles.
+		for i := 100; i < groups; i++ {
+			if r.IntN(3) != 0 {
+				continue
+			}
+			parent := i%100 + 100*r.IntN(i/100)
+			add(event.MembershipAdded, at(), event.Data{Group: fmt.Sprintf("group:g%d", parent), Member: fmt.Sprintf("group:g%d", i)})
 			if r.IntN(200) == 0 {
-				add(event.MembershipAdded, at(), event.Data{Group: fmt.Sprintf("group:g%d", i), Member: fmt.Sprintf("group:g%d", r.IntN(i))})
+				add(event.MembershipAdded, at(), event.Data{Group: fmt.Sprintf("group:g%d", i), Member: fmt.Sprintf("group:g%d", parent)})
 			}
 		}
 		for i := 0; i < principals; i++ {

@@ -137,7 +137,8 @@ type Graph struct {
 	ids   map[string]uint32
 	names []string
 
-	ents     map[uint32]*entity
+	ents     []*entity    // by name id; nil for a name that is no entity
+	kinds    []event.Kind // by name id
 	relIdx   map[relKey]int32
 	rels     []relation
 	resGrant map[uint32][]int32 // grant relations by resource
@@ -151,7 +152,6 @@ type Graph struct {
 func New() *Graph {
 	return &Graph{
 		ids:      map[string]uint32{},
-		ents:     map[uint32]*entity{},
 		relIdx:   map[relKey]int32{},
 		resGrant: map[uint32][]int32{},
 	}
@@ -164,6 +164,8 @@ func (g *Graph) intern(s string) uint32 {
 	id := uint32(len(g.names))
 	g.ids[s] = id
 	g.names = append(g.names, s)
+	g.ents = append(g.ents, nil)
+	g.kinds = append(g.kinds, event.KindOf(s))
 	return id
 }
 
@@ -222,7 +224,12 @@ type Stats struct {
 func (g *Graph) Stats() Stats {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
-	s := Stats{Events: g.applied, Position: g.position, Relations: len(g.rels), Entities: len(g.ents), Names: len(g.names)}
+	s := Stats{Events: g.applied, Position: g.position, Relations: len(g.rels), Names: len(g.names)}
+	for _, e := range g.ents {
+		if e != nil {
+			s.Entities++
+		}
+	}
 	for i := range g.rels {
 		s.Intervals += len(g.rels[i].ivs)
 	}

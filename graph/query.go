@@ -24,7 +24,6 @@ type view struct {
 	status  map[uint32][]statusIv  // principals re-derived as known at k
 	tails   map[uint32][]tail      // role → permissions matching the question's action
 	below   map[uint32][]memberOf  // group → principals below it
-	kinds   map[uint32]event.Kind  // memo of KindOf
 	filter  func(perm string) bool // which permissions count
 	allRole map[uint32][]tail
 }
@@ -43,7 +42,7 @@ type memberOf struct {
 
 func (g *Graph) newView(at time.Time, knownAt *time.Time) *view {
 	v := &view{g: g, t: event.Micros(at), k: forever,
-		tails: map[uint32][]tail{}, below: map[uint32][]memberOf{}, kinds: map[uint32]event.Kind{}}
+		tails: map[uint32][]tail{}, below: map[uint32][]memberOf{}}
 	if knownAt != nil {
 		v.k = event.Micros(*knownAt)
 		v.derived = map[int32][]interval{}
@@ -52,14 +51,7 @@ func (g *Graph) newView(at time.Time, knownAt *time.Time) *view {
 	return v
 }
 
-func (v *view) kind(id uint32) event.Kind {
-	k, ok := v.kinds[id]
-	if !ok {
-		k = event.KindOf(v.g.names[id])
-		v.kinds[id] = k
-	}
-	return k
-}
+func (v *view) kind(id uint32) event.Kind { return v.g.kinds[id] }
 
 // fresh reports whether everything behind r was recorded by k, so its derived intervals serve.
 func (v *view) fresh(r *relation) bool {
@@ -502,7 +494,7 @@ func (v *view) whyNot(p uint32, q access.Query, status string, since int64, path
 					continue
 				}
 				then := &view{g: v.g, t: iv.to - 1, k: v.k, derived: v.derived, status: v.status,
-					tails: map[uint32][]tail{}, below: map[uint32][]memberOf{}, kinds: v.kinds, filter: v.filter}
+					tails: map[uint32][]tail{}, below: map[uint32][]memberOf{}, filter: v.filter}
 				if len(then.grantTails(gi)) > 0 {
 					best, bestRef, found = iv, v.grantRef(gi, iv), true
 				}

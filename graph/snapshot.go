@@ -38,8 +38,8 @@ func (g *Graph) Encode(w *bin.Writer) {
 	}
 	ids := make([]uint32, 0, len(g.ents))
 	for id, e := range g.ents {
-		if len(e.life) > 0 || len(e.dels) > 0 {
-			ids = append(ids, id)
+		if e != nil && (len(e.life) > 0 || len(e.dels) > 0) {
+			ids = append(ids, uint32(id))
 		}
 	}
 	slices.Sort(ids)
@@ -91,9 +91,7 @@ func Decode(r *bin.Reader) (*Graph, error) {
 	n := r.Len(bin.MaxLen)
 	g.names = make([]string, 0, n)
 	for i := 0; i < n && r.Err == nil; i++ {
-		s := r.String()
-		g.ids[s] = uint32(len(g.names))
-		g.names = append(g.names, s)
+		g.intern(r.String())
 	}
 	nr := r.Len(bin.MaxLen)
 	g.rels = make([]relation, 0, nr)
@@ -145,7 +143,7 @@ func Decode(r *bin.Reader) (*Graph, error) {
 		g.rels[i].ivs = g.deriveRel(&g.rels[i], forever, nil)
 	}
 	for _, e := range g.ents {
-		if len(e.life) > 0 {
+		if e != nil && len(e.life) > 0 {
 			e.status = deriveStatus(e.life, forever, nil)
 		}
 	}
