@@ -3,7 +3,6 @@ package graph
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"runtime"
 	"slices"
@@ -14,9 +13,11 @@ import (
 	"github.com/whocould/whocould/access"
 	"github.com/whocould/whocould/event"
 	"github.com/whocould/whocould/internal/bin"
+	"github.com/whocould/whocould/internal/synth"
 )
 
-// bigOrg is a synthetic organisation at the scale of the benchmarks.
+// bigOrg is a synthetic organisation at the scale of the benchmarks: 100k principals,
+// 10k groups, 1M grants.
 type bigOrg struct {
 	recs      []event.Record
 	resources []string
@@ -30,107 +31,10 @@ var (
 	big     *bigOrg
 )
 
-// bigHistory builds 100k principals, 10k groups, 1M grants (and their memberships and roles),
-// spread over six months, delivered in event-time order with a few percent late.
 func bigHistory() *bigOrg {
 	bigOnce.Do(func() {
-		const (
-			principals = 100_000
-			groups     = 10_000
-			grants     = 1_000_000
-			roles      = 50
-		)
-		r := rand.New(rand.NewPCG(1, 2))
-		o := &bigOrg{start: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), span: 180 * 24 * time.Hour}
-		verbs := []string{"select", "insert", "update", "delete", "create", "alter", "drop", "truncate"}
-		for _, v := range verbs {
-			o.actions = append(o.actions, "db.table."+v)
-		}
-		for i := 0; i < 100; i++ {
-			for j := 0; j < 100; j++ {
-				o.resources = append(o.resources, fmt.Sprintf("db:prod%d/t%d", i, j))
-			}
-		}
-		var evs []event.Event
-		at := func() time.Time {
-			return o.start.Add(time.Duration(r.Int64N(int64(o.span)))).Truncate(time.Microsecond)
-		}
-		add := func(t event.Type, tm time.Time, d event.Data) {
-			evs = append(evs, event.Event{ID: fmt.Sprintf("b%d", len(evs)), Source: "bench", Type: t, Time: tm, Data: d})
-		}
-		for i := 0; i < roles; i++ {
-			role := fmt.Sprintf("role:r%d", i)
-			for j := 0; j < 4; j++ {
-				add(event.RolePermissionAdded, o.start, event.Data{Role: role, Action: o.actions[r.IntN(len(o.actions))]})
-			}
-			if i > 0 && r.IntN(3) == 0 {
-				add(event.RoleIncludeAdded, o.start, event.Data{Role: role, Includes: fmt.Sprintf("role:r%d", r.IntN(i))})
-			}
-		}
-		// Nested groups as in an organisation: 100 departments (g0..g99), each with a third of
-		// its other groups nested in an earlier group of the same department; a few cycles.
-		for i := 100; i < groups; i++ {
-			if r.IntN(3) != 0 {
-				continue
-			}
-			parent := i%100 + 100*r.IntN(i/100)
-			add(event.MembershipAdded, at(), event.Data{Group: fmt.Sprintf("group:g%d", parent), Member: fmt.Sprintf("group:g%d", i)})
-			if r.IntN(200) == 0 {
-				add(event.MembershipAdded, at(), event.Data{Group: fmt.Sprintf("group:g%d", i), Member: fmt.Sprintf("group:g%d", parent)})
-			}
-		}
-		for i := 0; i < principals; i++ {
-			p := fmt.Sprintf("user:u%d", i)
-			add(event.PrincipalCreated, o.start, event.Data{Principal: p, Attributes: map[string]string{"department": fmt.Sprintf("d%d", i%20)}})
-			for j := 0; j < 3; j++ {
-				add(event.MembershipAdded, at(), event.Data{Group: fmt.Sprintf("group:g%d", r.IntN(groups)), Member: p})
-			}
-			if r.IntN(20) == 0 {
-				add(event.PrincipalDisabled, at(), event.Data{Principal: p})
-			}
-		}
-		for i := 0; i < grants; i++ {
-			d := event.Data{Resource: o.resources[r.IntN(len(o.resources))]}
-			if r.IntN(10) < 7 {
-				d.Subject = fmt.Sprintf("group:g%d", r.IntN(groups))
-			} else {
-				d.Subject = fmt.Sprintf("user:u%d", r.IntN(principals))
-			}
-			if r.IntN(4) == 0 {
-				d.Action = o.actions[r.IntN(len(o.actions))]
-			} else {
-				d.Role = fmt.Sprintf("role:r%d", r.IntN(roles))
-			}
-			if r.IntN(100) == 0 {
-				d.Resource = d.Resource[:len("db:prodN")]
-			}
-			tm := at()
-			if r.IntN(10) == 0 {
-				exp := tm.Add(time.Duration(1+r.IntN(48)) * time.Hour)
-				d.ExpiresAt = &exp
-			}
-			add(event.GrantAdded, tm, d)
-			if r.IntN(10) == 0 {
-				rm := d
-				rm.ExpiresAt = nil
-				add(event.GrantRemoved, tm.Add(time.Duration(1+r.IntN(1000))*time.Hour), rm)
-			}
-		}
-		// Delivery: event-time order, with 2% of events a day late.
-		slices.SortStableFunc(evs, func(a, b event.Event) int { return a.Time.Compare(b.Time) })
-		o.recs = make([]event.Record, len(evs))
-		for i := range evs {
-			rec := evs[i].Time
-			if r.IntN(50) == 0 {
-				rec = rec.Add(24 * time.Hour)
-			}
-			o.recs[i] = event.Record{Event: evs[i], Position: uint64(i + 1), Recorded: rec}
-		}
-		slices.SortStableFunc(o.recs, func(a, b event.Record) int { return a.Recorded.Compare(b.Recorded) })
-		for i := range o.recs {
-			o.recs[i].Position = uint64(i + 1)
-		}
-		big = o
+		o := synth.Generate(synth.Options{Seed: 1})
+		big = &bigOrg{recs: o.Records(1), resources: o.Resources, actions: o.Actions, start: o.Start, span: o.Span}
 	})
 	return big
 }

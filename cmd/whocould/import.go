@@ -78,19 +78,22 @@ func runImport(ctx context.Context, g *globals, files []string, output string, s
 	defer s.close()
 
 	sum := importSummary{Result: ingest.Result{Rejected: []ingest.Rejection{}}, Files: []fileSummary{}}
-	for _, f := range files {
-		res, err := importFile(ctx, s, f, prog)
-		sum.Files = append(sum.Files, fileSummary{File: f, Result: res})
-		sum.Add(res)
-		if err != nil {
-			return err
+	err = s.projectWhile(ctx, func() error {
+		for _, f := range files {
+			res, err := importFile(ctx, s, f, prog)
+			sum.Files = append(sum.Files, fileSummary{File: f, Result: res})
+			sum.Add(res)
+			if err != nil {
+				return err
+			}
 		}
-	}
-	prog.set("projecting")
-	if _, err := s.proj.CatchUp(ctx); err != nil {
+		prog.set("projecting")
+		return nil
+	})
+	prog.done()
+	if err != nil {
 		return err
 	}
-	prog.done()
 	sum.Projected = s.proj.Position()
 
 	if output == "json" {

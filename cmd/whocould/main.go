@@ -81,7 +81,7 @@ func newRoot() *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &flagError{err} })
 	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", "./whocould-data", "the embedded data directory")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
-	root.AddCommand(newImport(g), newQuery(g), newRebuild(g), newDemo(g))
+	root.AddCommand(newImport(g), newQuery(g), newRebuild(g), newDemo(g), newBench(g))
 	// Arguments errors from cobra (Args validators) are usage errors too.
 	for _, c := range root.Commands() {
 		wrapArgs(c)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -109,4 +110,34 @@ type rejects struct{ d *deadletter.File }
 
 func (r rejects) Reject(ctx context.Context, m eventlog.Message, reason error) error {
 	return r.d.Add(ctx, deadletter.NewLetter("eventlog", fmt.Sprintf("log position %d", m.Position), "", m.Data, reason))
+}
+
+// projectWhile runs fn (which appends to the log) while the projector follows the log on
+// another goroutine, so that decoding and appending overlap with projecting; it returns once
+// the store has applied everything in the log and has checkpointed.
+func (s *stack) projectWhile(ctx context.Context, fn func() error) error {
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.proj.Run(pctx) }()
+	ferr := fn()
+	last, err := s.log.Last(ctx)
+	if err == nil && ferr == nil {
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+	wait:
+		for s.proj.Position() < last {
+			select {
+			case <-tick.C:
+			case err = <-done: // the projector stopped early: report why
+				done <- err
+				break wait
+			case <-ctx.Done():
+				err = ctx.Err()
+				break wait
+			}
+		}
+	}
+	cancel()
+	return errors.Join(ferr, err, <-done)
 }
