@@ -96,8 +96,7 @@ func (r benchResult) table(w io.Writer) error {
 	return tw.Flush()
 }
 
-func runBench(ctx context.Context, g *globals, dir string, opts synth.Options, queries int) (benchResult, error) {
-	var res benchResult
+func runBench(ctx context.Context, g *globals, dir string, opts synth.Options, queries int) (res benchResult, err error) {
 	fmt.Fprintln(os.Stderr, "generating the organisation...")
 	org := synth.Generate(opts)
 	var buf bytes.Buffer
@@ -162,28 +161,31 @@ func runBench(ctx context.Context, g *globals, dir string, opts synth.Options, q
 		return res, err
 	}
 	res.ProjectPerSec = float64(res.Events) / time.Since(pstart).Seconds()
-	fresh = nil
 	s.close()
+	s, fresh = nil, nil // let the collector take both before the heap is measured
 
 	buf = bytes.Buffer{}
 	org.Events = nil
-	runtime.GC()
-	var before runtime.MemStats
-	runtime.ReadMemStats(&before)
 	rstart := time.Now()
 	s, err = openStack(ctx, dir, g.logger, stackOptions{})
 	if err != nil {
 		return res, err
 	}
-	defer s.close()
 	res.RestartSeconds = time.Since(rstart).Seconds()
-	runtime.GC()
-	var after runtime.MemStats
-	runtime.ReadMemStats(&after)
 	st := s.store.Graph(event.DefaultTenant).Stats()
 	res.Intervals = st.Intervals
-	res.HeapBytes = after.HeapAlloc - min(before.HeapAlloc, after.HeapAlloc)
-	res.BytesPerInterval = float64(res.HeapBytes) / float64(max(st.Intervals, 1))
+	defer func() {
+		// The heap the restored stack holds: what dropping it frees.
+		var with, without runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&with)
+		s.close()
+		s = nil
+		runtime.GC()
+		runtime.ReadMemStats(&without)
+		res.HeapBytes = with.HeapAlloc - min(with.HeapAlloc, without.HeapAlloc)
+		res.BytesPerInterval = float64(res.HeapBytes) / float64(max(st.Intervals, 1))
+	}()
 
 	r := rand.New(rand.NewPCG(7, 8))
 	lat := make([]time.Duration, 0, queries)
