@@ -98,7 +98,34 @@ func Marshal(e *Event) ([]byte, error) {
 	if err := Validate(e); err != nil {
 		return nil, err
 	}
-	return marshalData(e)
+	return appendEvent(make([]byte, 0, marshalSize(e)), e), nil
+}
+
+// marshalSize is about the size of e marshalled (exactly, without escapes or attributes).
+func marshalSize(e *Event) int {
+	n := len(`{"specversion":"1.0","id":"","source":"","type":"","time":"2006-01-02T15:04:05.000000000Z","datacontenttype":"application/json","data":{}}`) +
+		len(e.ID) + len(e.Source) + len(e.Type)
+	d := &e.Data
+	for i := range dataFieldNames {
+		switch i {
+		case 1:
+			for k, v := range d.Attributes {
+				n += len(k) + len(v) + 6
+			}
+			n += 2
+		case 9:
+			if d.ExpiresAt != nil {
+				n += len(`"expires_at":"2006-01-02T15:04:05.000000000Z"`)
+			}
+			continue
+		case 16:
+			n += len(d.Change)
+		default:
+			n += len(stringField(d, i))
+		}
+		n += len(dataFieldNames[i]) + 4
+	}
+	return n
 }
 
 func marshalData(e *Event) ([]byte, error) {

@@ -464,6 +464,15 @@ func (d *Decoder) scanValue(indent int) scanEnd {
 		i := 0
 	loop:
 		for ; i < len(buf); i++ {
+			if inStr && !esc {
+				// Skip the plain bytes of the string at once.
+				for i < len(buf) && !strStop[buf[i]] {
+					i++
+				}
+				if i == len(buf) {
+					break
+				}
+			}
 			c := buf[i]
 			if inStr {
 				if esc {
@@ -537,6 +546,9 @@ func (d *Decoder) scanValue(indent int) scanEnd {
 		}
 	}
 }
+
+// strStop are the bytes scanValue looks at inside a string.
+var strStop = [256]bool{'"': true, '\\': true, '\n': true}
 
 // broken records a structural error at buf[rp+i].
 func (d *Decoder) broken(i int64, msg string) {

@@ -50,10 +50,11 @@ type fastWire struct {
 	data [len(dataFieldNames)]span // string fields and expires_at by bit; change: its raw value
 	have fieldMask
 	// attributes: key and value spans, in input order
-	attrs    []span
-	attrsBuf [32]span
-	nExt     int
-	ext      [8]span // extension attribute names, to find duplicates
+	attrObj   span // the attributes object
+	nAttrs    int
+	attrBytes int
+	nExt      int
+	ext       [8]span // extension attribute names, to find duplicates
 }
 
 type fastParser struct {
@@ -480,8 +481,10 @@ func (p *fastParser) data(w *fastWire) bool {
 	}
 }
 
-// attributes reads the attributes object at p.i: string keys and values.
+// attributes reads the attributes object at p.i: string keys and values. unmarshalFast reads
+// it again (attrs) to make the map.
 func (p *fastParser) attributes(w *fastWire) bool {
+	start := p.i
 	p.i++ // '{'
 	p.ws()
 	if p.peek() == '}' {
@@ -500,15 +503,14 @@ func (p *fastParser) attributes(w *fastWire) bool {
 		if !ok {
 			return false
 		}
-		if w.attrs == nil {
-			w.attrs = w.attrsBuf[:0]
-		}
-		w.attrs = append(w.attrs, k, v)
+		w.nAttrs++
+		w.attrBytes += int(k.e-k.s) + int(v.e-v.s)
 		more, ok := p.next('}')
 		if !ok {
 			return false
 		}
 		if !more {
+			w.attrObj = span{s: int32(start), e: int32(p.i), set: true}
 			return true
 		}
 	}
@@ -576,21 +578,20 @@ func hex4(b []byte) rune {
 	return r
 }
 
-// strs materialises the strings of an event in one allocation.
+// strs materialises the strings of an event in one buffer (grown to hold them all at once).
 type strs struct {
-	b   []byte
-	sb  strings.Builder
-	off [nEnv + len(dataFieldNames)]int32
-	s   string
+	b  []byte
+	sb strings.Builder
 }
 
-func (t *strs) add(sp span) int32 {
+func (t *strs) add(sp span) string {
+	start := t.sb.Len()
 	if sp.esc {
 		unescape(&t.sb, t.b[sp.s:sp.e])
 	} else {
 		t.sb.Write(t.b[sp.s:sp.e])
 	}
-	return int32(t.sb.Len())
+	return t.sb.String()[start:]
 }
 
 // unmarshalFast decodes and validates a good event; ok is false when b is anything else (or
@@ -633,7 +634,7 @@ func unmarshalFast(b []byte) (Event, bool) {
 	}
 
 	// The strings, in one buffer.
-	total := 0
+	total := w.attrBytes
 	for _, f := range [...]int{envID, envSource, envType, envTenant, envActor, envApproval} {
 		total += int(w.env[f].e - w.env[f].s)
 	}
@@ -642,65 +643,35 @@ func unmarshalFast(b []byte) (Event, bool) {
 			total += int(sp.e - sp.s)
 		}
 	}
-	for _, sp := range w.attrs {
-		total += int(sp.e - sp.s)
-	}
 	ss := strs{b: b}
 	ss.sb.Grow(total)
-	var envEnd [envDataSchema]int32
-	for _, f := range [...]int{envID, envSource, envType, envTenant, envActor, envApproval} {
-		if sp := w.env[f]; sp.set {
-			envEnd[f] = ss.add(sp)
-		}
-	}
-	var dataEnd [len(dataFieldNames)]int32
-	for i, sp := range w.data {
-		if sp.set && i != bitExpiresAt && i != bitChange {
-			dataEnd[i] = ss.add(sp)
-		}
-	}
-	attrStart := int32(ss.sb.Len())
-	var attrEnd [len(w.attrsBuf)]int32
-	var attrEnds []int32
-	if len(w.attrs) <= len(attrEnd) {
-		attrEnds = attrEnd[:len(w.attrs)]
-	} else {
-		attrEnds = make([]int32, len(w.attrs))
-	}
-	for i, sp := range w.attrs {
-		attrEnds[i] = ss.add(sp)
-	}
-	s := ss.sb.String()
-
-	// Cut it up, in the order it was written.
-	pos := int32(0)
-	cut := func(end int32) string {
-		v := s[pos:end]
-		pos = end
-		return v
-	}
 	var ext [nEnv]string
 	for _, f := range [...]int{envID, envSource, envType, envTenant, envActor, envApproval} {
-		if w.env[f].set {
-			ext[f] = cut(envEnd[f])
+		if sp := w.env[f]; sp.set {
+			ext[f] = ss.add(sp)
 		}
 	}
 	e.ID, e.Source, e.Type = ext[envID], ext[envSource], Type(ext[envType])
-	for i := range w.data {
-		if w.data[i].set && i != bitExpiresAt && i != bitChange {
-			*dataString(d, i) = cut(dataEnd[i])
+	for i, sp := range w.data {
+		if sp.set && i != bitExpiresAt && i != bitChange {
+			*dataString(d, i) = ss.add(sp)
 		}
 	}
-	pos = attrStart
-	if n := len(w.attrs) / 2; n > 0 {
-		m := make(map[string]string, n)
-		for i := 0; i < len(attrEnds); i += 2 {
-			k := cut(attrEnds[i])
-			v := cut(attrEnds[i+1])
+	if w.nAttrs > 0 {
+		m := make(map[string]string, w.nAttrs)
+		// The object was read once already: it is well-formed, of strings.
+		p := fastParser{b: b[:w.attrObj.e], i: int(w.attrObj.s) + 1}
+		for range w.nAttrs {
+			p.ws()
+			ksp, _ := p.str()
+			p.colon()
+			vsp, _ := p.str()
+			p.next('}')
+			k := ss.add(ksp)
 			if _, dup := m[k]; dup {
 				return Event{}, false
 			}
-			m[k] = v
+			m[k] = ss.add(vsp)
 		}
 		d.Attributes = m
 	}

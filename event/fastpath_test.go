@@ -5,6 +5,7 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+	"time"
 )
 
 // fastSeeds are inputs that exercise the fast path's corners: escapes, surrogates, times,
@@ -78,6 +79,9 @@ func errText(err error) string {
 func FuzzFastVsSlow(f *testing.F) {
 	addFastSeeds(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) > 16<<10 {
+			return // big inputs (the 10 kB and 300-attribute seeds) make minimizing crawl
+		}
 		checkFastVsSlow(t, b)
 	})
 }
@@ -126,6 +130,9 @@ func TestFastVsSlowSeeds(t *testing.T) {
 	in = append(in, goodJSON)
 	for n, s := range in {
 		checkFastVsSlow(t, []byte(s))
+		if len(s) > 2000 {
+			continue
+		}
 		// Every prefix, and the input with each byte changed to a few telling values.
 		for i := 0; i < len(s); i++ {
 			checkFastVsSlow(t, []byte(s[:i]))
@@ -202,3 +209,15 @@ func BenchmarkUnmarshalMix(b *testing.B) {
 }
 
 var _ = errors.New
+
+func TestAppendTime(t *testing.T) {
+	for _, tm := range []time.Time{
+		t0, {}, time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2200, 12, 31, 23, 59, 59, 999999999, time.FixedZone("x", -3600)),
+		time.Date(9999, 12, 31, 23, 59, 59, 1, time.UTC), time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Unix(1<<40, 7),
+	} {
+		if got, want := string(appendTime(nil, tm)), formatTime(tm); got != want {
+			t.Errorf("appendTime %s, want %s", got, want)
+		}
+	}
+}

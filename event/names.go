@@ -55,6 +55,9 @@ func checkText(s string) error {
 	if len(s) > MaxIDLen {
 		return fmt.Errorf("is %d bytes long (at most %d)", len(s), MaxIDLen)
 	}
+	if plainASCII(s) {
+		return nil
+	}
 	if !utf8.ValidString(s) {
 		return errors.New("is not valid UTF-8")
 	}
@@ -140,12 +143,22 @@ func CheckResource(r string) error {
 	if path == "*" {
 		return nil
 	}
-	for _, seg := range strings.Split(path, "/") {
-		if seg == "" {
-			return errors.New("has an empty path segment")
-		}
+	// An empty segment: as strings.Split(path, "/") would find one.
+	if path == "" || path[0] == '/' || path[len(path)-1] == '/' || strings.Contains(path, "//") {
+		return errors.New("has an empty path segment")
 	}
 	return nil
+}
+
+// plainASCII reports whether s is printable ASCII without spaces ('!' through '~'): text no
+// check of ids, actions, resources or free text finds anything wrong with.
+func plainASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // Matches reports whether action pattern p matches action a: `*` matches every action; a pattern

@@ -403,6 +403,9 @@ func badInAttributeKey(r rune) bool { return unicode.IsControl(r) || isFormat(r)
 
 // checkNoFormatChars rejects Unicode format characters (category Cf) in ids.
 func checkNoFormatChars(s string) string {
+	if plainASCII(s) {
+		return ""
+	}
 	for i, r := range s {
 		if isFormat(r) {
 			return fmt.Sprintf("has an invisible formatting character U+%04X at byte %d (bidi controls and zero-width characters are not allowed)", r, i)
@@ -422,6 +425,9 @@ func checkFreeText(s string, max int) string {
 	if len(s) > max {
 		return fmt.Sprintf("is %d bytes long (at most %d)", len(s), max)
 	}
+	if plainText(s) {
+		return ""
+	}
 	if !utf8.ValidString(s) {
 		return "is not valid UTF-8"
 	}
@@ -436,6 +442,17 @@ func checkFreeText(s string, max int) string {
 	return ""
 }
 
+// plainText reports whether s is printable ASCII, spaces, tabs and line breaks: free text
+// checkFreeText finds nothing wrong with.
+func plainText(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' && c != '\t' && c != '\n' && c != '\r' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
 // checkEnvelopeText checks the CloudEvents id: non-empty, at most MaxIDLen bytes, valid UTF-8,
 // no control or formatting characters.
 func checkEnvelopeText(s string) string {
@@ -444,6 +461,9 @@ func checkEnvelopeText(s string) string {
 	}
 	if len(s) > MaxIDLen {
 		return fmt.Sprintf("is %d bytes long (at most %d)", len(s), MaxIDLen)
+	}
+	if plainASCII(s) {
+		return ""
 	}
 	if !utf8.ValidString(s) {
 		return "is not valid UTF-8"

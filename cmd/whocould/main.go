@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -55,7 +56,7 @@ func run(ctx context.Context, args []string) int {
 // isCobraUsage recognises cobra's own usage errors (unknown flag, missing argument, ...).
 func isCobraUsage(err error) bool {
 	var fe *flagError
-	return errors.As(err, &fe)
+	return errors.As(err, &fe) || strings.HasPrefix(err.Error(), "unknown command")
 }
 
 type flagError struct{ err error }

@@ -49,10 +49,11 @@ func openStack(ctx context.Context, dir string, logger *slog.Logger, opts stackO
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	s = &stack{dir: dir, logger: logger}
+	st := &stack{dir: dir, logger: logger}
+	s = st
 	defer func() {
 		if err != nil {
-			s.close()
+			st.close() // not s: the error returns set it to nil
 		}
 	}()
 	s.nats, err = eventlog.StartEmbedded(eventlog.EmbeddedConfig{Dir: filepath.Join(dir, "nats")})
@@ -139,5 +140,15 @@ func (s *stack) projectWhile(ctx context.Context, fn func() error) error {
 		}
 	}
 	cancel()
-	return errors.Join(ferr, err, <-done)
+	rerr := <-done
+	if errors.Is(rerr, context.Canceled) && ctx.Err() == nil {
+		rerr = nil // stopped by us, possibly before it caught up: the catch-up below finishes
+	}
+	if err := errors.Join(ferr, err, rerr); err != nil {
+		return err
+	}
+	if _, err := s.proj.CatchUp(ctx); err != nil {
+		return err
+	}
+	return s.store.Checkpoint(ctx)
 }

@@ -60,7 +60,9 @@ func Generate(opts Options) *Org {
 		}
 	}
 	evs := make([]event.Event, 0, opts.Grants*12/10+opts.Principals*4)
-	at := func() time.Time { return o.Start.Add(time.Duration(r.Int64N(int64(o.Span)))).Truncate(time.Microsecond) }
+	at := func() time.Time {
+		return o.Start.Add(time.Duration(r.Int64N(int64(o.Span)))).Truncate(time.Microsecond)
+	}
 	add := func(t event.Type, tm time.Time, d event.Data) {
 		evs = append(evs, event.Event{ID: fmt.Sprintf("b%d", len(evs)), Source: "synth", Type: t, Time: tm, Data: d})
 	}
