@@ -576,8 +576,8 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
-// TestUnknownCommand: an unknown command is bad usage (exit 2, CONTRACT.md). See the report:
-// the binary exits 1.
+// TestUnknownCommand: an unknown command is bad usage (exit 2, CONTRACT.md); cobra's error
+// for it is not a flag error, so it used to exit 1.
 func TestUnknownCommand(t *testing.T) {
 	r := runIn(t, filepath.Join(t.TempDir(), "data"), nil, "frobnicate")
 	if !strings.Contains(r.stderr, `unknown command "frobnicate"`) {
@@ -612,7 +612,8 @@ func TestFailureExitsOne(t *testing.T) {
 }
 
 // TestDataDirInUse: a data directory another process holds is a failure (exit 1) with a
-// message saying so. The test holds the event log's writer lock itself, as a running import
+// message saying so (openStack's clean-up once dereferenced the nil stack its error returns
+// set, so every failure after the data directory was made panicked, exit 2). The test holds the event log's writer lock itself, as a running import
 // or `whocould serve` would.
 func TestDataDirInUse(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
