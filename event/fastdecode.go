@@ -732,31 +732,7 @@ func dataString(d *Data, i int) *string {
 }
 
 // compactValid is json.Compact of valid JSON: a copy without the blanks outside strings.
-func compactValid(b []byte) json.RawMessage {
-	out := make([]byte, 0, len(b))
-	inStr := false
-	start := 0
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if inStr {
-			switch c {
-			case '\\':
-				i++
-			case '"':
-				inStr = false
-			}
-			continue
-		}
-		switch c {
-		case '"':
-			inStr = true
-		case ' ', '\t', '\n', '\r':
-			out = append(out, b[start:i]...)
-			start = i + 1
-		}
-	}
-	return append(out, b[start:]...)
-}
+func compactValid(b []byte) json.RawMessage { return appendCompact(make([]byte, 0, len(b)), b) }
 
 // parseTimeBytes is parseTime for a good time: the common form quickly, anything else through
 // parseTime; ok is false for a bad time.

@@ -141,13 +141,16 @@ func (s *stack) projectWhile(ctx context.Context, fn func() error) error {
 	}
 	cancel()
 	rerr := <-done
-	if errors.Is(rerr, context.Canceled) && ctx.Err() == nil {
-		rerr = nil // stopped by us, possibly before it caught up: the catch-up below finishes
+	if !errors.Is(rerr, context.Canceled) || ctx.Err() != nil {
+		// Run finished on its own terms: it applied what it read and checkpointed.
+		return errors.Join(ferr, err, rerr)
 	}
-	if err := errors.Join(ferr, err, rerr); err != nil {
+	// Stopped by us while still catching up: finish here (CatchUp checkpoints), and checkpoint
+	// what Run applied but did not get to checkpoint.
+	if err := errors.Join(ferr, err); err != nil {
 		return err
 	}
-	if _, err := s.proj.CatchUp(ctx); err != nil {
+	if n, err := s.proj.CatchUp(ctx); err != nil || n > 0 {
 		return err
 	}
 	return s.store.Checkpoint(ctx)
