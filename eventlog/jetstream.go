@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -36,8 +35,9 @@ type Config struct {
 	PublishWindow int
 	// AckTimeout bounds the wait for one publish's acknowledgement (default 10s).
 	AckTimeout time.Duration
-	// ReadBatch is how many messages a read asks the server for at a time (default 1000).
-	ReadBatch int
+	// ReadBuffer is how many bytes of messages a read asks the server for at a time: the most
+	// a read buffers ahead of its caller (default 8 MiB).
+	ReadBuffer int
 	// ReadOnly opens the log for Read, Follow and Last only: no lock, no index, Append returns
 	// ErrReadOnly. Any number of read-only logs may be open beside the one writer.
 	ReadOnly bool
@@ -64,8 +64,8 @@ func (c *Config) defaults() {
 	if c.AckTimeout <= 0 {
 		c.AckTimeout = 10 * time.Second
 	}
-	if c.ReadBatch <= 0 {
-		c.ReadBatch = 1000
+	if c.ReadBuffer <= 0 {
+		c.ReadBuffer = 8 << 20
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -83,8 +83,9 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// JetStreamLog is a Log on a JetStream stream. Positions are stream sequences; the subject is
-// SubjectPrefix.Kind; header Nats-Msg-Id is the hex Key; Recorded is the message's store time.
+// JetStreamLog is a Log on a JetStream stream. Entries travel in frames (frame.go): one message
+// holds a run of consecutive entries of one kind, and positions count entries. The subject is
+// SubjectPrefix.Kind; Recorded is the frame's store time.
 //
 // Every publish carries Nats-Expected-Last-Sequence, so the server refuses it when the stream
 // holds anything this Log has not indexed: dedup stays exact even if another writer (another
@@ -102,7 +103,7 @@ type JetStreamLog struct {
 	mu     sync.Mutex // serialises Append, catch-up and Close
 	closed bool
 	idx    *keyIndex // nil when read-only
-	last   uint64    // stream's last sequence as indexed
+	last   uint64    // stream's last sequence as indexed (the index's n is the last position)
 	dirty  bool      // the index may lag the stream: catch up before the next append
 }
 
@@ -163,70 +164,128 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*JetStreamLog, error)
 	return l, nil
 }
 
-// catchUp makes the index exactly match the stream: it drops index records beyond the stream's
-// end, checks that the last record matches the stream (rebuilding the whole index if not), and
-// indexes the stream's messages past the index. Called with l.mu held.
+// catchUp makes the index exactly match the stream: it drops index records beyond the log's
+// end, checks that the last record matches the log (rebuilding the whole index if not), and
+// indexes the log's entries past the index. Called with l.mu held.
 func (l *JetStreamLog) catchUp(ctx context.Context) error {
-	info, err := l.stream.Info(ctx)
+	wrap := func(err error) error { return fmt.Errorf("catch up index with %s: %w", l.cfg.Stream, err) }
+	lastSeq, last, err := l.tail(ctx)
 	if err != nil {
-		return fmt.Errorf("catch up index with %s: stream info: %w", l.cfg.Stream, err)
+		return wrap(err)
 	}
-	last := info.State.LastSeq
 	x := l.idx
 	if x.n > last {
 		l.cfg.Logger.Warn("eventlog: index ahead of stream, truncating", "stream", l.cfg.Stream, "index", x.n, "stream_last", last)
 		if err := x.truncate(last); err != nil {
-			return fmt.Errorf("catch up index with %s: %w", l.cfg.Stream, err)
+			return wrap(err)
 		}
 	}
 	if x.n > 0 {
 		want, err := x.record(x.n)
 		if err != nil {
-			return fmt.Errorf("catch up index with %s: %w", l.cfg.Stream, err)
+			return wrap(err)
 		}
-		got, err := l.keyAt(ctx, x.n)
+		got, err := l.keyAt(ctx, x.n, lastSeq)
 		if err != nil {
-			return fmt.Errorf("catch up index with %s: %w", l.cfg.Stream, err)
+			return wrap(err)
 		}
 		if got != want {
 			l.cfg.Logger.Warn("eventlog: index does not match stream, rebuilding", "stream", l.cfg.Stream, "position", x.n)
 			if err := x.truncate(0); err != nil {
-				return fmt.Errorf("catch up index with %s: %w", l.cfg.Stream, err)
+				return wrap(err)
 			}
 		}
 	}
 	if x.n < last {
+		seq, err := l.findFrame(ctx, x.n+1, lastSeq)
+		if err != nil {
+			return wrap(err)
+		}
 		keys := make([]event.Key, 0, min(last-x.n, 1<<16))
 		flush := func() error {
 			err := x.add(keys)
 			keys = keys[:0]
 			return err
 		}
-		err := l.scan(ctx, x.n+1, last, true, func(m jetstream.Msg, seq uint64, _ time.Time) error {
-			for x.n+uint64(len(keys))+1 < seq { // a position without a message
-				keys = append(keys, event.Key{})
-			}
-			keys = append(keys, keyOfHeader(m.Headers()))
-			if len(keys) >= 1<<16 {
-				return flush()
-			}
-			return nil
+		err = l.scan(ctx, seq, lastSeq, func(m jetstream.Msg, seq uint64, _ time.Time) error {
+			return readFrame(m.Headers(), m.Data(), seq, func(pos uint64, e frameEntry) error {
+				next := x.n + uint64(len(keys)) + 1
+				if pos < next { // indexed already: the index ended inside this frame
+					return nil
+				}
+				for ; next < pos; next++ { // a position without an entry
+					keys = append(keys, event.Key{})
+				}
+				keys = append(keys, e.key)
+				if len(keys) >= 1<<16 {
+					return flush()
+				}
+				return nil
+			})
 		})
 		if err == nil {
 			err = flush()
 		}
 		if err != nil {
-			return fmt.Errorf("catch up index with %s: %w", l.cfg.Stream, err)
+			return wrap(err)
 		}
 	}
-	l.last = last
+	l.last = lastSeq
 	l.dirty = false
 	return nil
 }
 
-// keyAt is the key of the message at position seq in the stream (zero when it has none or the
-// message is gone).
-func (l *JetStreamLog) keyAt(ctx context.Context, seq uint64) (event.Key, error) {
+// tail is the stream's last sequence and the log's last position (0 when the log is empty).
+func (l *JetStreamLog) tail(ctx context.Context) (seq, pos uint64, err error) {
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("stream info: %w", err)
+	}
+	seq = info.State.LastSeq
+	if seq == 0 || info.State.Msgs == 0 {
+		return seq, 0, nil
+	}
+	m, err := l.stream.GetMsg(ctx, seq)
+	if err != nil {
+		return 0, 0, fmt.Errorf("get message %d: %w", seq, err)
+	}
+	first, n, err := frameSpan(m.Header, seq)
+	if err != nil {
+		return 0, 0, err
+	}
+	return seq, first + n - 1, nil
+}
+
+// findFrame is the stream sequence of the message holding position pos (1 <= pos <= the last
+// position, and lastSeq the stream's last sequence): a binary search on the frames' first
+// positions, which increase with the sequence.
+func (l *JetStreamLog) findFrame(ctx context.Context, pos, lastSeq uint64) (uint64, error) {
+	lo, hi := uint64(1), lastSeq // the answer is in [lo, hi]
+	for lo < hi {
+		mid := lo + (hi-lo+1)/2
+		m, err := l.stream.GetMsg(ctx, mid)
+		if err != nil {
+			return 0, fmt.Errorf("find position %d: get message %d: %w", pos, mid, err)
+		}
+		first, _, err := frameSpan(m.Header, mid)
+		if err != nil {
+			return 0, fmt.Errorf("find position %d: %w", pos, err)
+		}
+		if first <= pos {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	return lo, nil
+}
+
+// keyAt is the key of the entry at position pos (zero when it has none).
+func (l *JetStreamLog) keyAt(ctx context.Context, pos, lastSeq uint64) (event.Key, error) {
+	seq, err := l.findFrame(ctx, pos, lastSeq)
+	if err != nil {
+		return event.Key{}, err
+	}
 	m, err := l.stream.GetMsg(ctx, seq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return event.Key{}, nil
@@ -234,7 +293,14 @@ func (l *JetStreamLog) keyAt(ctx context.Context, seq uint64) (event.Key, error)
 	if err != nil {
 		return event.Key{}, fmt.Errorf("get message %d: %w", seq, err)
 	}
-	return keyOfHeader(m.Header), nil
+	var k event.Key
+	err = readFrame(m.Header, m.Data, seq, func(p uint64, e frameEntry) error {
+		if p == pos {
+			k = e.key
+		}
+		return nil
+	})
+	return k, err
 }
 
 func keyOfHeader(h nats.Header) event.Key {
@@ -317,28 +383,37 @@ func (l *JetStreamLog) Append(ctx context.Context, entries []Entry) ([]Appended,
 	}
 }
 
-// publish appends entries[pending...] with pipelined asynchronous publishes, at most
-// PublishWindow unacknowledged at once, each expecting the stream's last sequence to be the one
-// before it. On success the index holds them; on error l.dirty is set. Called with l.mu held.
+// maxInflightBytes bounds the payload of the frames awaiting their acknowledgement.
+const maxInflightBytes = 16 << 20
+
+// publish appends entries[pending...] in frames (see frames) with pipelined asynchronous
+// publishes, at most PublishWindow frames or maxInflightBytes unacknowledged at once, each
+// expecting the stream's last sequence to be the one before it. On success the index holds
+// them; on error l.dirty is set. Called with l.mu held and the index caught up.
 func (l *JetStreamLog) publish(ctx context.Context, entries []Entry, pending []int, out []Appended, done []bool) error {
 	if len(pending) == 0 {
 		return nil
 	}
-	base := l.last
-	futures := make([]jetstream.PubAckFuture, len(pending))
+	baseSeq, basePos := l.last, l.idx.n
+	fs := frames(entries, pending, basePos+1)
+	futures := make([]jetstream.PubAckFuture, len(fs))
 	var firstErr error
 	aborted := false // stopped waiting: outcomes of the rest unknown
 	acked := 0       // futures[:acked] have been waited for
+	inflight := 0    // payload bytes of futures[acked:]
 	wait := func(n int) {
 		var err error
+		f := fs[n]
 		select {
 		case ack := <-futures[n].Ok():
-			i := pending[n]
-			out[i], done[i] = Appended{Position: ack.Sequence, Duplicate: ack.Duplicate}, true
-			if ack.Duplicate || ack.Sequence != base+uint64(n)+1 {
+			if ack.Duplicate || ack.Sequence != baseSeq+uint64(n)+1 {
 				// The server knew the Nats-Msg-Id (within its window): the index is stale.
-				err = fmt.Errorf("%w: message %d acknowledged at %d (duplicate %v), expected %d",
-					ErrConflict, n, ack.Sequence, ack.Duplicate, base+uint64(n)+1)
+				err = fmt.Errorf("%w: frame %d acknowledged at %d (duplicate %v), expected %d",
+					ErrConflict, n, ack.Sequence, ack.Duplicate, baseSeq+uint64(n)+1)
+				break
+			}
+			for k := f.lo; k < f.hi; k++ {
+				out[pending[k]], done[pending[k]] = Appended{Position: f.first + uint64(k-f.lo)}, true
 			}
 		case perr := <-futures[n].Err():
 			var apiErr *jetstream.APIError
@@ -356,9 +431,10 @@ func (l *JetStreamLog) publish(ctx context.Context, entries []Entry, pending []i
 		if err != nil && firstErr == nil {
 			firstErr = err
 		}
+		inflight -= f.bytes
 	}
-	for n, i := range pending {
-		if n >= l.cfg.PublishWindow {
+	for n := range fs {
+		for acked < n && (n-acked >= l.cfg.PublishWindow || inflight+fs[n].bytes > maxInflightBytes) {
 			wait(acked)
 			acked++
 		}
@@ -366,23 +442,14 @@ func (l *JetStreamLog) publish(ctx context.Context, entries []Entry, pending []i
 			futures = futures[:n]
 			break
 		}
-		e := &entries[i]
-		msg := &nats.Msg{
-			Subject: l.prefix + e.Kind,
-			Data:    e.Data,
-			Header: nats.Header{
-				jetstream.MsgIDHeader:           []string{hex.EncodeToString(e.Key[:])},
-				jetstream.ExpectedStreamHeader:  []string{l.cfg.Stream},
-				jetstream.ExpectedLastSeqHeader: []string{strconv.FormatUint(base+uint64(n), 10)},
-			},
-		}
-		f, err := l.js.PublishMsgAsync(msg)
+		f, err := l.js.PublishMsgAsync(l.frameMsg(entries, pending, fs[n], baseSeq+uint64(n)))
 		if err != nil {
 			firstErr = fmt.Errorf("publish: %w", err)
 			futures = futures[:n]
 			break
 		}
 		futures[n] = f
+		inflight += fs[n].bytes
 	}
 	// Wait for every outcome, so that after a conflict we know exactly which entries landed.
 	for ; acked < len(futures) && !aborted; acked++ {
@@ -391,10 +458,10 @@ func (l *JetStreamLog) publish(ctx context.Context, entries []Entry, pending []i
 	if firstErr != nil {
 		// Whatever was acknowledged is in the stream; the rest may or may not land. Learn the
 		// truth from the stream before the next append.
-		for n := range futures {
-			if done[pending[n]] && !out[pending[n]].Duplicate {
-				if _, ok := l.idx.keys[entries[pending[n]].Key]; !ok {
-					l.idx.keys[entries[pending[n]].Key] = out[pending[n]].Position
+		for _, i := range pending {
+			if done[i] {
+				if _, ok := l.idx.keys[entries[i].Key]; !ok {
+					l.idx.keys[entries[i].Key] = out[i].Position
 				}
 			}
 		}
@@ -410,11 +477,11 @@ func (l *JetStreamLog) publish(ctx context.Context, entries []Entry, pending []i
 		// rewrite the file from the stream before the next append.
 		l.cfg.Logger.Error("eventlog: writing dedup index", "stream", l.cfg.Stream, "err", err)
 		for n, i := range pending {
-			l.idx.keys[entries[i].Key] = base + uint64(n) + 1
+			l.idx.keys[entries[i].Key] = basePos + uint64(n) + 1
 		}
 		l.dirty = true
 	}
-	l.last = base + uint64(len(pending))
+	l.last = baseSeq + uint64(len(fs))
 	return nil
 }
 
@@ -423,11 +490,7 @@ func (l *JetStreamLog) Read(ctx context.Context, from uint64, fn func(Message) e
 	if l.isClosed() {
 		return fmt.Errorf("read %s: %w", l.cfg.Stream, ErrClosed)
 	}
-	end, err := l.Last(ctx)
-	if err != nil || end == 0 { // end 0 would mean "for ever" below
-		return err
-	}
-	return l.deliver(ctx, "read", from, end, fn)
+	return l.deliver(ctx, "read", from, false, fn)
 }
 
 // Follow implements Log.
@@ -435,7 +498,7 @@ func (l *JetStreamLog) Follow(ctx context.Context, from uint64, fn func(Message)
 	if l.isClosed() {
 		return fmt.Errorf("follow %s: %w", l.cfg.Stream, ErrClosed)
 	}
-	return l.deliver(ctx, "follow", from, 0, fn)
+	return l.deliver(ctx, "follow", from, true, fn)
 }
 
 // errFn carries fn's error through scan unchanged.
@@ -443,34 +506,55 @@ type errFn struct{ err error }
 
 func (e errFn) Error() string { return e.err.Error() }
 
-func (l *JetStreamLog) deliver(ctx context.Context, op string, from, end uint64, fn func(Message) error) error {
+func (l *JetStreamLog) deliver(ctx context.Context, op string, from uint64, follow bool, fn func(Message) error) error {
 	if from == 0 {
 		from = 1
 	}
-	if end != 0 && from > end {
-		return nil
+	fail := func(err error) error { return fmt.Errorf("%s %s from %d: %w", op, l.cfg.Stream, from, err) }
+	lastSeq, last, err := l.tail(ctx)
+	if err != nil {
+		return fail(err)
 	}
-	// The floor of Recorded: the store time of the message before from, so that reads starting
-	// at different positions agree wherever the server's clock did not step back.
+	endSeq := uint64(0) // for ever
+	if !follow {
+		if from > last {
+			return nil
+		}
+		endSeq = lastSeq
+	}
+	start := lastSeq + 1 // the next message to come
+	if from <= last {
+		if start, err = l.findFrame(ctx, from, lastSeq); err != nil {
+			return fail(err)
+		}
+	}
+	// The floor of Recorded: the store time of the message before the first one read, so that
+	// reads starting at different positions agree wherever the server's clock did not step back.
 	var floor time.Time
-	if from > 1 {
-		m, err := l.stream.GetMsg(ctx, from-1)
+	if start > 1 {
+		m, err := l.stream.GetMsg(ctx, start-1)
 		switch {
 		case err == nil:
 			floor = m.Time
 		case !errors.Is(err, jetstream.ErrMsgNotFound):
-			return fmt.Errorf("%s %s from %d: %w", op, l.cfg.Stream, from, err)
+			return fail(err)
 		}
 	}
-	err := l.scan(ctx, from, end, false, func(m jetstream.Msg, seq uint64, ts time.Time) error {
+	err = l.scan(ctx, start, endSeq, func(m jetstream.Msg, seq uint64, ts time.Time) error {
 		if ts.Before(floor) {
 			ts = floor
 		}
 		floor = ts
-		if err := fn(Message{Position: seq, Recorded: ts, Kind: strings.TrimPrefix(m.Subject(), l.prefix), Data: m.Data()}); err != nil {
-			return errFn{err}
-		}
-		return nil
+		kind := strings.TrimPrefix(m.Subject(), l.prefix)
+		return readFrame(m.Headers(), m.Data(), seq, func(pos uint64, e frameEntry) error {
+			if pos < from {
+				return nil
+			}
+			if err := fn(Message{Position: pos, Recorded: ts, Kind: kind, Data: e.data}); err != nil {
+				return errFn{err}
+			}
+			return nil
+		})
 	})
 	var fe errFn
 	switch {
@@ -478,16 +562,16 @@ func (l *JetStreamLog) deliver(ctx context.Context, op string, from, end uint64,
 		return nil
 	case errors.As(err, &fe):
 		return fe.err
-	case ctx.Err() != nil && end == 0:
+	case ctx.Err() != nil && follow:
 		return ctx.Err()
 	}
-	return fmt.Errorf("%s %s from %d: %w", op, l.cfg.Stream, from, err)
+	return fail(err)
 }
 
-// scan delivers the stream's messages from position from through end (for ever when end is 0)
+// scan delivers the stream's messages from sequence from through end (for ever when end is 0)
 // with an ordered consumer, which needs no acknowledgements (so no MaxAckPending stall) and
 // recreates itself after a gap or reconnect.
-func (l *JetStreamLog) scan(ctx context.Context, from, end uint64, headersOnly bool, fn func(m jetstream.Msg, seq uint64, ts time.Time) error) error {
+func (l *JetStreamLog) scan(ctx context.Context, from, end uint64, fn func(m jetstream.Msg, seq uint64, ts time.Time) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(l.closeCtx, cancel)
@@ -495,13 +579,12 @@ func (l *JetStreamLog) scan(ctx context.Context, from, end uint64, headersOnly b
 	cons, err := l.js.OrderedConsumer(ctx, l.cfg.Stream, jetstream.OrderedConsumerConfig{
 		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:       from,
-		HeadersOnly:       headersOnly,
 		InactiveThreshold: time.Minute,
 	})
 	if err != nil {
 		return l.closedOr(fmt.Errorf("create consumer: %w", err))
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(l.cfg.ReadBatch))
+	it, err := cons.Messages(jetstream.PullMaxBytes(l.cfg.ReadBuffer))
 	if err != nil {
 		return l.closedOr(fmt.Errorf("consume: %w", err))
 	}
@@ -540,11 +623,11 @@ func (l *JetStreamLog) Last(ctx context.Context) (uint64, error) {
 	if l.isClosed() {
 		return 0, fmt.Errorf("last of %s: %w", l.cfg.Stream, ErrClosed)
 	}
-	info, err := l.stream.Info(ctx)
+	_, pos, err := l.tail(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("last of %s: %w", l.cfg.Stream, err)
 	}
-	return info.State.LastSeq, nil
+	return pos, nil
 }
 
 func (l *JetStreamLog) isClosed() bool { return l.closeCtx.Err() != nil }

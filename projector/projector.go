@@ -86,27 +86,60 @@ func (p *Projector) Position() uint64 { return p.position.Load() }
 // Rejected counts the log messages that could not be decoded.
 func (p *Projector) Rejected() int64 { return p.rejected.Load() }
 
-// batcher decodes messages into records and applies them in batches.
+// decoded is one log message decoded into a record, on the reading goroutine, so that decoding
+// overlaps with applying.
+type decoded struct {
+	rec event.Record
+	msg eventlog.Message // kept for the dead letter when err != nil
+	err error
+}
+
+func decode(m eventlog.Message) decoded {
+	e, err := event.Unmarshal(m.Data)
+	if err != nil {
+		// The position still counts as applied (an empty event): the store moves past it.
+		return decoded{rec: event.Record{Position: m.Position, Recorded: m.Recorded}, msg: m, err: err}
+	}
+	return decoded{rec: event.Record{Event: e, Position: m.Position, Recorded: m.Recorded}}
+}
+
+// read runs read (a Read or Follow of the log) on a goroutine of its own, decoding each message
+// and sending it on the returned channel; the error channel receives read's result once the
+// last message was sent. Cancel ctx to stop it.
+func read(ctx context.Context, buf int, read func(ctx context.Context, fn func(eventlog.Message) error) error) (<-chan decoded, <-chan error) {
+	out := make(chan decoded, buf)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- read(ctx, func(m eventlog.Message) error {
+			select {
+			case out <- decode(m):
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+	}()
+	return out, errc
+}
+
+// batcher applies decoded records in batches.
 type batcher struct {
 	p       *Projector
 	recs    []event.Record
 	applied int
 }
 
-func (b *batcher) add(ctx context.Context, m eventlog.Message) error {
-	e, err := event.Unmarshal(m.Data)
-	if err != nil {
+func (b *batcher) add(ctx context.Context, d decoded) error {
+	if d.err != nil {
 		b.p.rejected.Add(1)
-		b.p.log.Error("log message cannot be decoded", "position", m.Position, "error", err)
+		b.p.log.Error("log message cannot be decoded", "position", d.msg.Position, "error", d.err)
 		if b.p.rejects != nil {
-			if rerr := b.p.rejects.Reject(ctx, m, err); rerr != nil {
-				return fmt.Errorf("dead-letter log position %d: %w", m.Position, rerr)
+			if rerr := b.p.rejects.Reject(ctx, d.msg, d.err); rerr != nil {
+				return fmt.Errorf("dead-letter log position %d: %w", d.msg.Position, rerr)
 			}
 		}
-		// The position still counts as applied: the store moves past it.
-		e = event.Event{}
 	}
-	b.recs = append(b.recs, event.Record{Event: e, Position: m.Position, Recorded: m.Recorded})
+	b.recs = append(b.recs, d.rec)
 	if len(b.recs) >= b.p.cfg.Batch {
 		return b.flush(ctx)
 	}
@@ -142,18 +175,38 @@ func (p *Projector) CatchUp(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	b := &batcher{p: p}
-	err = p.src.Read(ctx, from+1, func(m eventlog.Message) error {
-		if err := b.add(ctx, m); err != nil {
-			return err
-		}
-		if p.cfg.Progress != nil && len(b.recs) == 0 {
-			p.cfg.Progress(m.Position, last)
-		}
-		return nil
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	msgs, errc := read(rctx, p.cfg.Batch, func(ctx context.Context, fn func(eventlog.Message) error) error {
+		return p.src.Read(ctx, from+1, fn)
 	})
-	if err == nil {
-		err = b.flush(ctx)
-	}
+	err = func() error {
+		for {
+			select {
+			case d := <-msgs:
+				if err := b.add(ctx, d); err != nil {
+					return err
+				}
+				if p.cfg.Progress != nil && len(b.recs) == 0 {
+					p.cfg.Progress(d.rec.Position, last)
+				}
+			case err := <-errc:
+				if err != nil {
+					return err
+				}
+				for { // what was sent before the end
+					select {
+					case d := <-msgs:
+						if err := b.add(ctx, d); err != nil {
+							return err
+						}
+					default:
+						return b.flush(ctx)
+					}
+				}
+			}
+		}
+	}()
 	if err != nil {
 		return b.applied, fmt.Errorf("catch up from log position %d: %w", from+1, err)
 	}
@@ -177,20 +230,11 @@ func (p *Projector) Run(ctx context.Context) error {
 	sinceCk, lastCk := 0, time.Now()
 	// Follow delivers one message at a time; a short timer flushes a partial batch so that
 	// readers see a lone event at once.
-	msgs := make(chan eventlog.Message, p.cfg.Batch)
-	errc := make(chan error, 1)
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() {
-		errc <- p.src.Follow(fctx, from+1, func(m eventlog.Message) error {
-			select {
-			case msgs <- m:
-				return nil
-			case <-fctx.Done():
-				return fctx.Err()
-			}
-		})
-	}()
+	msgs, errc := read(fctx, p.cfg.Batch, func(ctx context.Context, fn func(eventlog.Message) error) error {
+		return p.src.Follow(ctx, from+1, fn)
+	})
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	finish := func(err error) error {
@@ -205,8 +249,8 @@ func (p *Projector) Run(ctx context.Context) error {
 	}
 	for {
 		select {
-		case m := <-msgs:
-			if err := b.add(ctx, m); err != nil {
+		case d := <-msgs:
+			if err := b.add(ctx, d); err != nil {
 				return finish(err)
 			}
 			sinceCk++

@@ -3,12 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"text/tabwriter"
 	"time"
@@ -17,7 +18,6 @@ import (
 
 	"github.com/whocould/whocould/access"
 	"github.com/whocould/whocould/event"
-	"github.com/whocould/whocould/ingest"
 	"github.com/whocould/whocould/internal/synth"
 	"github.com/whocould/whocould/projector"
 	"github.com/whocould/whocould/store/embedded"
@@ -28,6 +28,7 @@ func newBench(g *globals) *cobra.Command {
 		opts    synth.Options
 		queries int
 		output  string
+		cpuProf string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench [--principals N] [--groups N] [--grants N] [--queries N]",
@@ -53,6 +54,17 @@ random who-could questions at random past times. It removes its data directory a
 			} else if entries, _ := os.ReadDir(dir); len(entries) > 0 {
 				return usagef("--data-dir %s is not empty: bench needs a fresh one", dir)
 			}
+			if cpuProf != "" {
+				f, err := os.Create(cpuProf)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			res, err := runBench(cmd.Context(), g, dir, opts, queries)
 			if err != nil {
 				return err
@@ -68,6 +80,7 @@ random who-could questions at random past times. It removes its data directory a
 	cmd.Flags().IntVar(&opts.Grants, "grants", 1_000_000, "grants")
 	cmd.Flags().IntVar(&queries, "queries", 2000, "who-could questions to time")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "json or table")
+	cmd.Flags().StringVar(&cpuProf, "cpuprofile", "", "write a CPU profile of the whole run to this file (for go tool pprof)")
 	return cmd
 }
 
@@ -118,28 +131,7 @@ func runBench(ctx context.Context, g *globals, dir string, opts synth.Options, q
 	prog.set("importing")
 	start := time.Now()
 	err = s.projectWhile(ctx, func() error {
-		dec := event.NewDecoder(bytes.NewReader(buf.Bytes()), "bench")
-		items := make([]ingest.Item, 0, importBatch)
-		done := 0
-		for {
-			e, raw, err := dec.Next()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				return fmt.Errorf("decode: %w", err)
-			}
-			items = append(items, ingest.Item{Event: e, Raw: raw})
-			if len(items) == importBatch {
-				if _, err := s.ingest.Ingest(ctx, "bench", items); err != nil {
-					return err
-				}
-				done += len(items)
-				items = items[:0]
-				prog.update(int64(done), int64(res.Events), "events")
-			}
-		}
-		_, err := s.ingest.Ingest(ctx, "bench", items)
+		_, err := importReader(ctx, s, bytes.NewReader(buf.Bytes()), "bench", int64(buf.Len()), prog)
 		return err
 	})
 	prog.done()
@@ -172,20 +164,30 @@ func runBench(ctx context.Context, g *globals, dir string, opts synth.Options, q
 		return res, err
 	}
 	res.RestartSeconds = time.Since(rstart).Seconds()
-	st := s.store.Graph(event.DefaultTenant).Stats()
-	res.Intervals = st.Intervals
-	defer func() {
-		// The heap the restored stack holds: what dropping it frees.
-		var with, without runtime.MemStats
+	s.close()
+	s = nil
+
+	// The heap of the store alone (restored from its snapshot, without the NATS server and its
+	// caches): what one interval costs in memory.
+	var before, after runtime.MemStats
+	settle := func() { // let the stack's goroutines end, then collect what they held
 		runtime.GC()
-		runtime.ReadMemStats(&with)
-		s.close()
-		s = nil
+		time.Sleep(200 * time.Millisecond)
 		runtime.GC()
-		runtime.ReadMemStats(&without)
-		res.HeapBytes = with.HeapAlloc - min(with.HeapAlloc, without.HeapAlloc)
-		res.BytesPerInterval = float64(res.HeapBytes) / float64(max(st.Intervals, 1))
-	}()
+	}
+	settle()
+	runtime.ReadMemStats(&before)
+	st, err := embedded.Open(embedded.Config{Dir: filepath.Join(dir, "store"), Logger: g.logger})
+	if err != nil {
+		return res, err
+	}
+	defer st.Close()
+	settle()
+	runtime.ReadMemStats(&after)
+	stats := st.Graph(event.DefaultTenant).Stats()
+	res.Intervals = stats.Intervals
+	res.HeapBytes = after.HeapAlloc - min(after.HeapAlloc, before.HeapAlloc)
+	res.BytesPerInterval = float64(res.HeapBytes) / float64(max(stats.Intervals, 1))
 
 	r := rand.New(rand.NewPCG(7, 8))
 	lat := make([]time.Duration, 0, queries)
@@ -197,7 +199,7 @@ func runBench(ctx context.Context, g *globals, dir string, opts synth.Options, q
 			At:       org.Start.Add(time.Duration(r.Int64N(int64(org.Span)))),
 		}
 		t0 := time.Now()
-		ans, err := s.store.WhoCould(ctx, q)
+		ans, err := st.WhoCould(ctx, q)
 		lat = append(lat, time.Since(t0))
 		if err != nil {
 			return res, err

@@ -126,7 +126,6 @@ func runImport(ctx context.Context, g *globals, files []string, output string, s
 
 // importFile imports one file ("-": stdin) in batches.
 func importFile(ctx context.Context, s *stack, name string, prog *progress) (ingest.Result, error) {
-	res := ingest.Result{Rejected: []ingest.Rejection{}}
 	var (
 		r    io.Reader = os.Stdin
 		size int64
@@ -137,7 +136,7 @@ func importFile(ctx context.Context, s *stack, name string, prog *progress) (ing
 	} else {
 		f, err := os.Open(name)
 		if err != nil {
-			return res, usageError{err}
+			return ingest.Result{Rejected: []ingest.Rejection{}}, usageError{err}
 		}
 		defer f.Close()
 		if st, err := f.Stat(); err == nil {
@@ -145,6 +144,13 @@ func importFile(ctx context.Context, s *stack, name string, prog *progress) (ing
 		}
 		r = f
 	}
+	return importReader(ctx, s, r, label, size, prog)
+}
+
+// importReader decodes events from r (size bytes, 0 when unknown) and ingests them in batches;
+// label names r in messages and dead letters.
+func importReader(ctx context.Context, s *stack, r io.Reader, label string, size int64, prog *progress) (ingest.Result, error) {
+	res := ingest.Result{Rejected: []ingest.Rejection{}}
 	cr := &countingReader{r: r}
 	dec := event.NewDecoder(cr, label)
 	prog.set("importing " + label)
