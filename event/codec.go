@@ -335,8 +335,9 @@ func parseTime(s string) (time.Time, string) {
 		return time.Time{}, "is empty (want an RFC 3339 time like \"2026-01-06T02:14:00Z\")"
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
-	// time.Parse also takes a comma before the fraction, which RFC 3339 does not.
-	if err != nil || len(s) < len("2006-01-02T15:04:05Z") || s[10] != 'T' || strings.IndexByte(s, ',') >= 0 {
+	// time.Parse also takes a comma before the fraction, which RFC 3339 does not,
+	// And a one-digit hour, which RFC 3339 does not either.
+	if err != nil || len(s) < len("2006-01-02T15:04:05Z") || s[10] != 'T' || s[13] != ':' || strings.IndexByte(s, ',') >= 0 {
 		why := ""
 		var pe *time.ParseError
 		if errors.As(err, &pe) && pe.Message != "" {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"unicode"
 	"testing"
 	"unicode/utf8"
 )
@@ -209,7 +210,7 @@ func generateSchema(t *testing.T) []byte {
 			"source":          ref("source"),
 			"type":            map[string]any{"enum": typeNames},
 			"time":            ref("time"),
-			"datacontenttype": map[string]any{"type": "string", "pattern": "^(application/json|text/json|application/[^;]*\\+json) *(;.*)?$"},
+			"datacontenttype": map[string]any{"type": "string", "pattern": "^\\s*(" + anyCase("application/json") + "|" + anyCase("text/json") + "|" + anyCase("application/") + "[^;]*\\+" + anyCase("json") + ")\\s*(;.*)?$"},
 			"dataschema":      map[string]any{"type": "string"},
 			"subject":         map[string]any{"type": "string"},
 			"tenant":          ref("tenant"),
@@ -394,4 +395,18 @@ func TestSetMask(t *testing.T) {
 			t.Errorf("setting %s gives mask %b, want bit %d", dt.Field(i).Name, got, i)
 		}
 	}
+}
+
+// anyCase is a pattern matching s in any letter case (media types are case-insensitive, and
+// JSON Schema patterns have no flag for it).
+func anyCase(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if lo, up := unicode.ToLower(r), unicode.ToUpper(r); lo != up {
+			b.WriteString("[" + string(up) + string(lo) + "]")
+		} else {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
