@@ -18,6 +18,7 @@ import (
 type model struct {
 	exists   map[string]bool
 	disabled map[string]bool
+	deleted  map[string]bool            // principals deleted and not re-created since
 	members  map[string]map[string]bool // group -> members
 	memberOf map[string]map[string]bool // member -> groups
 	perms    map[string]map[string]bool // role -> action patterns
@@ -31,6 +32,7 @@ func newModel() *model {
 	return &model{
 		exists:   map[string]bool{},
 		disabled: map[string]bool{},
+		deleted:  map[string]bool{},
 		members:  map[string]map[string]bool{},
 		memberOf: map[string]map[string]bool{},
 		perms:    map[string]map[string]bool{},
@@ -68,6 +70,7 @@ func (m *model) ensure(id string) {
 	if !m.exists[id] {
 		m.exists[id] = true
 		delete(m.disabled, id)
+		delete(m.deleted, id)
 	}
 }
 
@@ -105,6 +108,9 @@ func (m *model) apply(e *event.Event) {
 		delete(m.grants, id)
 		delete(m.exists, id)
 		delete(m.disabled, id)
+		if e.Type == event.PrincipalDeleted {
+			m.deleted[id] = true
+		}
 	case event.GroupCreated:
 		m.ensure(d.Group)
 	case event.MembershipAdded:

@@ -100,6 +100,8 @@ func (g *gen) questions(evs []event.Event) []Question {
 
 func (m *model) status(p string) string {
 	switch {
+	case m.deleted[p]:
+		return access.StatusDeleted
 	case !m.exists[p]:
 		return access.StatusUnknown
 	case m.disabled[p]:

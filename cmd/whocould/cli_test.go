@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -577,14 +578,37 @@ func TestUsageErrors(t *testing.T) {
 }
 
 // TestUnknownCommand: an unknown command is bad usage (exit 2, CONTRACT.md); cobra's error
-// for it is not a flag error, so it used to exit 1.
+// for it is not a flag error, so it used to exit 1. Below the top level too: cobra answers an
+// unknown subcommand of a command group (query, completion) with the group's help and exit 0,
+// and an unknown help topic likewise.
 func TestUnknownCommand(t *testing.T) {
-	r := runIn(t, filepath.Join(t.TempDir(), "data"), nil, "frobnicate")
-	if !strings.Contains(r.stderr, `unknown command "frobnicate"`) {
-		t.Errorf("stderr: %q", r.stderr)
+	for _, c := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"frobnicate"}, `unknown command "frobnicate" for "whocould"`},
+		{[]string{"query", "frob"}, `unknown command "frob" for "whocould query"`},
+		{[]string{"query", "who"}, "Did you mean this?\n\twho-could"},
+		{[]string{"query", "frob", "--action", "a.b"}, `unknown command "frob" for "whocould query"`},
+		{[]string{"completion", "frob"}, `unknown command "frob" for "whocould completion"`},
+		{[]string{"help", "frob"}, `unknown command "frob" for "whocould"`},
+		{[]string{"help", "query", "frob"}, `unknown command "frob" for "whocould query"`},
+	} {
+		data := filepath.Join(t.TempDir(), "data")
+		r := runIn(t, data, nil, c.args...)
+		if r.code != 2 || !strings.Contains(r.stderr, c.msg) || !strings.HasPrefix(r.stderr, "whocould: ") || r.stdout != "" {
+			t.Errorf("whocould %s: want exit 2 and %q on stderr alone, got %s", strings.Join(c.args, " "), c.msg, r)
+		}
+		if _, err := os.Stat(data); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("whocould %s: the data directory was created (%v)", strings.Join(c.args, " "), err)
+		}
 	}
-	if r.code != 2 {
-		t.Errorf("unknown command: want exit 2 (bad usage), got %d", r.code)
+	// A group alone, or asked for help, still shows its help.
+	for _, args := range [][]string{{"query"}, {"query", "--help"}, {"help", "query"}, {"completion"}} {
+		r := runIn(t, "", nil, args...)
+		if r.code != 0 || !strings.Contains(r.stdout, "Available Commands:") {
+			t.Errorf("whocould %s: want its help and exit 0, got %s", strings.Join(args, " "), r)
+		}
 	}
 }
 
@@ -638,6 +662,102 @@ func TestDataDirInUse(t *testing.T) {
 	syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
 	got := queryJSON(t, data, "who-could", "--action", "db.table.drop", "--resource", "db:prod/orders", "--at", "2026-01-06T02:14:00Z")
 	sameJSON(t, "who-could once the lock is released", got, contractWhoCould)
+}
+
+// TestDataDirLocked: while one whocould process uses a data directory, a second one on it is
+// refused at once (exit 1, "in use by another whocould process", naming the holder) by the data
+// directory's lock, which it takes before anything else, the NATS server above all; and the
+// first goes on unharmed. The directory carries the demo's marker, so that the demo, which
+// empties such a directory, is among the refused.
+func TestDataDirLocked(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	if err := os.MkdirAll(data, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, data, ".whocould-demo", []byte("made by whocould demo\n"))
+	importContract(t, data)
+
+	// The first process: an import from stdin, which holds the directory while it waits for
+	// more input.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	first := exec.CommandContext(ctx, bin, "import", "-", "-o", "json", "--data-dir", data)
+	var out, errb bytes.Buffer
+	first.Stdout, first.Stderr = &out, &errb
+	stdin, err := first.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer first.Process.Kill() // only if the test ends early: Wait below reaps it
+	at := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Minute) }
+	if _, err := stdin.Write(jsonLines(t, []event.Event{
+		ev("e11", event.MembershipAdded, at(20), event.Data{Group: "group:dba", Member: "user:bob"})})); err != nil {
+		t.Fatal(err)
+	}
+	// It holds the lock once it has written its pid into the lock file.
+	lockPath := filepath.Join(data, "whocould.lock")
+	pid := strconv.Itoa(first.Process.Pid)
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if b, _ := os.ReadFile(lockPath); strings.TrimSpace(string(b)) == pid {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the first whocould never took %s; stderr: %s", lockPath, errb.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	for _, args := range [][]string{
+		{"query", "who-could", "--action", "db.table.drop", "--resource", "db:prod/orders"},
+		{"import", writeFile(t, t.TempDir(), "more.jsonl", jsonLines(t, contractHistory()))},
+		{"rebuild"},
+		{"demo"},
+	} {
+		start := time.Now()
+		r := runIn(t, data, nil, args...)
+		took := time.Since(start)
+		if r.code != 1 || !strings.Contains(r.stderr, "in use by another whocould process") || strings.Contains(r.stderr, "panic") {
+			t.Errorf("whocould %s while another process holds the data dir: want exit 1 and \"in use by another whocould process\", got %s", args[0], r)
+		}
+		// Refused by the data directory's lock (not, later, by the event log's writer lock).
+		if !strings.Contains(r.stderr, "(pid "+pid+")") || !strings.Contains(r.stderr, lockPath) {
+			t.Errorf("whocould %s: the refusal names neither the holder (pid %s) nor %s: %q", args[0], pid, lockPath, r.stderr)
+		}
+		if r.stdout != "" {
+			t.Errorf("whocould %s: a refusal wrote to stdout: %q", args[0], r.stdout)
+		}
+		if took > 10*time.Second {
+			t.Errorf("whocould %s took %s to be refused", args[0], took)
+		}
+	}
+
+	// The first goes on: more input, then the end of it.
+	if _, err := stdin.Write(jsonLines(t, []event.Event{
+		ev("e12", event.MembershipAdded, at(21), event.Data{Group: "group:dba", Member: "user:carol"})})); err != nil {
+		t.Fatal(err)
+	}
+	stdin.Close()
+	if err := first.Wait(); err != nil {
+		t.Fatalf("the first whocould: %v\n--- stdout:\n%s\n--- stderr:\n%s", err, out.String(), errb.String())
+	}
+	if s := parseImport(t, out.String()); s.Accepted != 2 || s.Duplicates != 0 || len(s.Rejected) != 0 {
+		t.Errorf("the first whocould's import: %+v", s)
+	}
+	// The lock went with it, and the directory holds everything.
+	got := queryJSON(t, data, "who-could", "--action", "db.table.drop", "--resource", "db:prod/orders", "--at", "2026-01-06T02:14:00Z")
+	var who []string
+	for _, p := range got.(map[string]any)["principals"].([]any) {
+		who = append(who, p.(map[string]any)["principal"].(string))
+	}
+	if want := []string{"user:alice", "user:bob", "user:carol"}; !reflect.DeepEqual(who, want) {
+		t.Errorf("who-could after the first whocould finished: %v, want %v", who, want)
+	}
+	if _, err := os.Stat(filepath.Join(data, ".whocould-demo")); err != nil {
+		t.Errorf("the demo marker: %v", err)
+	}
 }
 
 // TestBrokenDataDir: a data directory whose dead-letter file cannot be opened (it is a

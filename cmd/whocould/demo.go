@@ -80,34 +80,75 @@ func exportEvents(path string, evs []event.Event, stdout io.Writer) error {
 	return nil
 }
 
-// freshDemoDir empties dir when the demo made it, and refuses to touch anything else.
-func freshDemoDir(dir string) error {
+// freshDemoDir empties dir when the demo made it, and refuses to touch anything else. It
+// returns the data directory's lock (lockDataDir), taken before anything is removed, so that the
+// demo never empties a directory another whocould process is using.
+func freshDemoDir(dir string) (*os.File, error) {
+	// Refuse a foreign directory before creating anything in it (the lock file included).
+	if err := checkDemoDir(dir); err != nil {
+		return nil, err
+	}
+	lock, err := lockDataDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*os.File, error) {
+		lock.Close()
+		return nil, err
+	}
+	if err := checkDemoDir(dir); err != nil { // it may have changed before the lock was taken
+		return fail(err)
+	}
 	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) || (err == nil && len(entries) == 0) {
-		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return err
+	if err != nil {
+		return fail(err)
+	}
+	// Everything goes but the lock, which must stay the one file every process locks, and the
+	// marker, so that a run cut short here still knows the directory for the demo's.
+	for _, e := range entries {
+		if e.Name() != lockFile && e.Name() != demoMarker {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				return fail(err)
+			}
 		}
-		return os.WriteFile(filepath.Join(dir, demoMarker), []byte("made by whocould demo; it replaces this directory on its next run\n"), 0o640)
+	}
+	if err := os.WriteFile(filepath.Join(dir, demoMarker), []byte("made by whocould demo; it replaces this directory on its next run\n"), 0o640); err != nil {
+		return fail(err)
+	}
+	return lock, nil
+}
+
+// checkDemoDir refuses a directory that holds anything (but a data directory's lock file) and
+// lacks the demo's marker.
+func checkDemoDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
 	}
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(filepath.Join(dir, demoMarker)); err != nil {
-		return usagef("%s already holds data the demo did not make: give the demo another --data-dir", dir)
+	for _, e := range entries {
+		if e.Name() == demoMarker {
+			return nil
+		}
 	}
-	if err := os.RemoveAll(dir); err != nil {
-		return err
+	for _, e := range entries {
+		if e.Name() != lockFile {
+			return usagef("%s already holds data the demo did not make: give the demo another --data-dir", dir)
+		}
 	}
-	return freshDemoDir(dir)
+	return nil
 }
 
 func runDemo(ctx context.Context, g *globals, h *demo.History, stdout io.Writer) error {
-	if err := freshDemoDir(g.dataDir); err != nil {
+	lock, err := freshDemoDir(g.dataDir)
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "Generated %d events from %s to %s (seed %d):\n%s\n",
 		len(h.Events), h.Start.Format(time.DateOnly), h.End.Format(time.DateOnly), h.Seed, h.Summary())
-	s, err := openStack(ctx, g.dataDir, g.logger, stackOptions{})
+	s, err := openStack(ctx, g.dataDir, g.logger, stackOptions{lock: lock})
 	if err != nil {
 		return err
 	}

@@ -83,11 +83,79 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", "./whocould-data", "the embedded data directory")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
 	root.AddCommand(newImport(g), newQuery(g), newRebuild(g), newDemo(g), newBench(g))
-	// Arguments errors from cobra (Args validators) are usage errors too.
+	// Cobra adds these when executing; add them now so that they get the treatment below.
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
 	for _, c := range root.Commands() {
+		if c.Name() == "help" {
+			strictHelp(c)
+		}
+		strictGroups(c)
+		// Arguments errors from cobra (Args validators) are usage errors too.
 		wrapArgs(c)
 	}
 	return root
+}
+
+// strictGroups makes every command group below the root (a command that only holds
+// subcommands, such as query or completion) refuse an unknown subcommand, as cobra does at the
+// top level, instead of printing its help and succeeding. With no argument at all it still
+// prints its help.
+func strictGroups(c *cobra.Command) {
+	if c.HasSubCommands() && !c.Runnable() {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return unknownCommand(cmd, args[0])
+			}
+			return nil
+		}
+		c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+		// `query frob --action A`: the unknown subcommand is the error, not its flags.
+		c.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+			if args := cmd.Flags().Args(); len(args) > 0 && cmd.HasSubCommands() {
+				return &flagError{unknownCommand(cmd, args[0])}
+			}
+			return &flagError{err}
+		})
+	}
+	for _, sub := range c.Commands() {
+		strictGroups(sub)
+	}
+}
+
+// unknownCommand is cobra's own error for an unknown command, with its suggestions.
+func unknownCommand(c *cobra.Command, name string) error {
+	msg := fmt.Sprintf("unknown command %q for %q", name, c.CommandPath())
+	if !c.DisableSuggestions {
+		if c.SuggestionsMinimumDistance <= 0 {
+			c.SuggestionsMinimumDistance = 2 // cobra's default
+		}
+		if s := c.SuggestionsFor(name); len(s) > 0 {
+			msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t") + "\n"
+		}
+	}
+	return errors.New(msg)
+}
+
+// strictHelp makes `help TOPIC` a usage error when TOPIC names no command (cobra prints
+// "Unknown help topic" and succeeds).
+func strictHelp(help *cobra.Command) {
+	show := help.Run
+	if show == nil {
+		return // not cobra's default help command
+	}
+	help.Run = nil
+	help.RunE = func(cmd *cobra.Command, args []string) error {
+		c, rest, err := cmd.Root().Find(args)
+		if err == nil && c != nil && len(rest) > 0 && c.HasSubCommands() {
+			err = unknownCommand(c, rest[0])
+		}
+		if err != nil {
+			return &flagError{fmt.Errorf("help: %w", err)}
+		}
+		show(cmd, args)
+		return nil
+	}
 }
 
 func wrapArgs(c *cobra.Command) {

@@ -7,9 +7,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"golang.org/x/sys/unix"
 
 	"github.com/whocould/whocould/deadletter"
 	"github.com/whocould/whocould/eventlog"
@@ -23,12 +26,14 @@ import (
 //
 // Layout of the data directory:
 //
+//	whocould.lock    held (flock) by the one whocould process using the directory
 //	nats/            JetStream's file store (the event log itself)
 //	eventlog/        the log's dedup index and writer lock
 //	store/           the embedded store's snapshot
 //	deadletters.jsonl
 type stack struct {
 	dir    string
+	lock   *os.File // the data directory's lock (lockDataDir), released last
 	nats   *eventlog.Embedded
 	nc     *nats.Conn
 	log    *eventlog.JetStreamLog
@@ -41,21 +46,71 @@ type stack struct {
 
 type stackOptions struct {
 	progress func(done, last uint64)
+	// lock, when set, is the data directory's lock, already taken (lockDataDir); the stack owns
+	// it from then on, even when openStack fails. Unset, openStack takes it.
+	lock *os.File
+}
+
+// lockFile is the data directory's lock file (see lockDataDir).
+const lockFile = "whocould.lock"
+
+// lockDataDir creates the data directory dir if need be and takes its exclusive lock, a flock on
+// DIR/whocould.lock, which the operating system releases when the process ends however it ends.
+// One whocould process at a time may use a data directory: the lock is taken before anything in
+// it is touched (the NATS server above all, which must never run twice on one JetStream
+// directory). A directory another process holds is refused at once.
+func lockDataDir(dir string) (*os.File, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	path := filepath.Join(dir, lockFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if errors.Is(err, unix.EWOULDBLOCK) {
+		holder := ""
+		if b, rerr := os.ReadFile(path); rerr == nil {
+			if pid := strings.TrimSpace(string(b)); pid != "" {
+				holder = " (pid " + pid + ")"
+			}
+		}
+		f.Close()
+		return nil, fmt.Errorf("%s is in use by another whocould process%s (a running `whocould serve`? use --server): %s is locked",
+			dir, holder, path)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock the data directory: %s: %w", path, err)
+	}
+	// Who holds it, for the message above; informative only (the flock is the lock).
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return f, nil
 }
 
 // openStack opens (creating) the data directory dir and brings its store up to date with the
 // log.
 func openStack(ctx context.Context, dir string, logger *slog.Logger, opts stackOptions) (s *stack, err error) {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("data directory: %w", err)
-	}
-	st := &stack{dir: dir, logger: logger}
+	st := &stack{dir: dir, logger: logger, lock: opts.lock}
 	s = st
 	defer func() {
 		if err != nil {
 			st.close() // not s: the error returns set it to nil
 		}
 	}()
+	if s.lock == nil {
+		if s.lock, err = lockDataDir(dir); err != nil {
+			return nil, err
+		}
+	}
 	s.nats, err = eventlog.StartEmbedded(eventlog.EmbeddedConfig{Dir: filepath.Join(dir, "nats")})
 	if err != nil {
 		return nil, err
@@ -103,6 +158,9 @@ func (s *stack) close() {
 	}
 	if s.nats != nil {
 		s.nats.Shutdown()
+	}
+	if s.lock != nil {
+		s.lock.Close() // releases the flock
 	}
 }
 
