@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -25,14 +27,14 @@ func newQuery(g *globals) *cobra.Command {
 		Use:   "query",
 		Short: "Ask the permission map: who-could, what-could, explain, history",
 	}
-	sub := func(use, short string, need []string, answer func(ctx context.Context, q access.Query, a access.Querier, w io.Writer, json bool) error) *cobra.Command {
+	sub := func(use, short, ask string, answer func(ctx context.Context, q access.Query, a access.Querier, w io.Writer, json bool) error) *cobra.Command {
 		f := &queryFlags{}
 		c := &cobra.Command{
 			Use:   use,
 			Short: short,
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				q, err := f.query(need)
+				q, err := f.query(ask)
 				if err != nil {
 					return err
 				}
@@ -61,82 +63,30 @@ func newQuery(g *globals) *cobra.Command {
 	}
 	cmd.AddCommand(
 		sub("who-could --action A --resource R [--at T] [--known-at T]", "Who could do an action on a resource, and through which paths",
-			[]string{"action", "resource"}, answerWhoCould),
+			access.AskWhoCould, answerWhoCould),
 		sub("what-could --principal P [--at T] [--known-at T]", "What a principal could do, and through which paths",
-			[]string{"principal"}, answerWhatCould),
+			access.AskWhatCould, answerWhatCould),
 		sub("explain --principal P --action A --resource R [--at T]", "Whether a principal could do an action on a resource, and why (or why not)",
-			[]string{"principal", "action", "resource"}, answerExplain),
+			access.AskExplain, answerExplain),
 		sub("history (--principal P | --resource R) [--from T] [--to T]", "How access changed over a stretch of time",
-			[]string{"principal|resource"}, answerHistory),
+			access.AskHistory, answerHistory),
 	)
 	return cmd
 }
 
-func parseTime(flag, v string, def time.Time) (time.Time, error) {
-	if v == "" {
-		return def, nil
-	}
-	t, err := time.Parse(time.RFC3339Nano, v)
-	if err != nil {
-		return time.Time{}, usagef("--%s %q: not an RFC 3339 time (e.g. 2026-01-06T02:14:00Z)", flag, v)
-	}
-	if t.Year() < 1970 || t.Year() > 2200 {
-		return time.Time{}, usagef("--%s %q: out of range (1970 to 2200)", flag, v)
-	}
-	return t.UTC(), nil
-}
-
-// query checks the flags and builds the question; need lists required flags ("a|b": one of).
-func (f *queryFlags) query(need []string) (access.Query, error) {
-	now := time.Now().UTC()
-	q := access.Query{Tenant: f.tenant, Principal: f.principal, Action: f.action, Resource: f.resource}
-	var err error
-	if q.At, err = parseTime("at", f.at, now); err != nil {
-		return q, err
-	}
-	if f.knownAt != "" {
-		k, err := parseTime("known-at", f.knownAt, now)
-		if err != nil {
-			return q, err
-		}
-		q.KnownAt = &k
-	}
-	if q.From, err = parseTime("from", f.from, time.Unix(0, 0).UTC()); err != nil {
-		return q, err
-	}
-	if q.To, err = parseTime("to", f.to, now); err != nil {
-		return q, err
-	}
-	set := map[string]bool{"principal": f.principal != "", "action": f.action != "", "resource": f.resource != ""}
-	for _, n := range need {
-		switch n {
-		case "principal|resource":
-			if set["principal"] == set["resource"] {
-				return q, usagef("give exactly one of --principal and --resource")
-			}
-		default:
-			if !set[n] {
-				return q, usagef("--%s is required", n)
-			}
-		}
-	}
-	if f.principal != "" {
-		if err := event.CheckID(f.principal); err != nil {
-			return q, usagef("--principal %q %v", f.principal, err)
-		}
-		if event.KindOf(f.principal) != event.KindPrincipal {
-			return q, usagef("--principal %q names a %s, not a principal", f.principal, event.KindOf(f.principal))
-		}
-	}
-	if f.action != "" {
-		if err := event.CheckAction(f.action); err != nil {
-			return q, usagef("--action %q %v", f.action, err)
-		}
-	}
-	if f.resource != "" {
-		if err := event.CheckResource(f.resource); err != nil {
-			return q, usagef("--resource %q %v", f.resource, err)
-		}
+// query checks the flags and builds the question of kind ask (access.AskWhoCould, ...).
+func (f *queryFlags) query(ask string) (access.Query, error) {
+	vals := map[string]string{"tenant": f.tenant, "principal": f.principal, "action": f.action, "resource": f.resource,
+		"at": f.at, "known_at": f.knownAt, "from": f.from, "to": f.to}
+	q, err := access.ParseQuery(ask, func(p string) string { return vals[p] }, time.Now())
+	var pe *access.ParamError
+	switch {
+	case errors.As(err, &pe) && strings.Contains(pe.Param, "|"):
+		return q, usagef("give exactly one of --principal and --resource")
+	case errors.As(err, &pe):
+		return q, usagef("--%s %s", strings.ReplaceAll(pe.Param, "_", "-"), pe.Msg)
+	case err != nil:
+		return q, usageError{err}
 	}
 	return q, nil
 }
