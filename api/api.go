@@ -31,6 +31,8 @@ type DeadLetters interface {
 	List(ctx context.Context, fn func(deadletter.Letter) error) error
 }
 
+// Only /healthz and /readyz answer without a token; /metrics needs the read scope.
+
 // Config wires the API to the rest of the process. Querier and Tokens are required; a nil
 // Ingest or DeadLetters leaves its endpoints out (404), for targets that do not run them.
 type Config struct {
@@ -114,7 +116,8 @@ func New(cfg Config) (*Server, error) {
 
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok\n") })
 	s.mux.HandleFunc("GET /readyz", s.readyz)
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry}))
+	metricsHandler := promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry})
+	s.route("GET /metrics", ScopeRead, func(w http.ResponseWriter, r *http.Request, _ *Token) { metricsHandler.ServeHTTP(w, r) })
 	for _, ask := range []string{access.AskWhoCould, access.AskWhatCould, access.AskExplain, access.AskHistory} {
 		s.route("GET /v1/"+ask, ScopeRead, s.query(ask))
 	}

@@ -269,7 +269,10 @@ func TestAuditsItself(t *testing.T) {
 	if effects["token:reader"] != event.Allow || effects["token:writer"] != event.Deny || effects["token:anonymous"] != event.Deny {
 		t.Fatalf("audit effects %v", effects)
 	}
-	_, m := s.do(t, "GET", "/metrics", "", "", "")
+	if code, _ := s.do(t, "GET", "/metrics", "", "", ""); code != http.StatusUnauthorized {
+		t.Fatalf("/metrics without a token = %d", code)
+	}
+	_, m := s.do(t, "GET", "/metrics", readerSecret, "", "")
 	text, _ := m["text"].(string)
 	for _, want := range []string{`whocould_api_requests_total{code="200",route="/v1/who-could"} 1`, `code="401"`, `code="403"`,
 		"whocould_api_request_duration_seconds_bucket"} {

@@ -142,7 +142,7 @@ func (a slogAdapter) log(level slog.Level, format string, v []any) {
 	a.l.Log(context.Background(), level, "nats-server", slog.String("line", fmt.Sprintf(format, v...)))
 }
 
-func (a slogAdapter) Noticef(format string, v ...any) { a.log(slog.LevelInfo, format, v) }
+func (a slogAdapter) Noticef(format string, v ...any) { a.log(slog.LevelDebug, format, v) }
 func (a slogAdapter) Warnf(format string, v ...any)   { a.log(slog.LevelWarn, format, v) }
 func (a slogAdapter) Fatalf(format string, v ...any)  { a.log(slog.LevelError, format, v) }
 func (a slogAdapter) Errorf(format string, v ...any)  { a.log(slog.LevelError, format, v) }

@@ -62,9 +62,10 @@ func (r *Result) Add(o Result) {
 
 // Ingester validates and appends.
 type Ingester struct {
-	log  Appender
-	dead DeadLetters
-	l    *slog.Logger
+	log     Appender
+	dead    DeadLetters
+	l       *slog.Logger
+	metrics *Metrics // nil: not counted
 }
 
 // New returns an ingester appending to log and dead-lettering to dead.
@@ -90,6 +91,7 @@ func (in *Ingester) Ingest(ctx context.Context, source string, items []Item) (Re
 	res := Result{Rejected: []Rejection{}}
 	var (
 		entries []eventlog.Entry
+		types   []event.Type // of entries
 		letters []deadletter.Letter
 	)
 	for i := range items {
@@ -107,10 +109,12 @@ func (in *Ingester) Ingest(ctx context.Context, source string, items []Item) (Re
 				id = it.Event.ID
 			}
 			res.Rejected = append(res.Rejected, Rejection{Index: i, Where: it.Where, ID: id, Error: err.Error()})
+			in.metrics.count(source, it.Event.Type, "dead_lettered")
 			letters = append(letters, deadletter.NewLetter(source, it.Where, id, it.Raw, err))
 			continue
 		}
 		entries = append(entries, eventlog.Entry{Key: it.Event.Key(), Kind: Kind(it.Event.Type), Data: data})
+		types = append(types, it.Event.Type)
 	}
 	if in.dead != nil && len(letters) > 0 {
 		if err := in.dead.Add(ctx, letters...); err != nil {
@@ -124,11 +128,13 @@ func (in *Ingester) Ingest(ctx context.Context, source string, items []Item) (Re
 	if err != nil {
 		return res, fmt.Errorf("ingest %s: %w", source, err)
 	}
-	for _, a := range app {
+	for i, a := range app {
 		if a.Duplicate {
 			res.Duplicates++
+			in.metrics.count(source, types[i], "duplicate")
 			continue
 		}
+		in.metrics.count(source, types[i], "accepted")
 		res.Accepted++
 		res.Position = max(res.Position, a.Position)
 	}

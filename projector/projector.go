@@ -58,6 +58,7 @@ type Projector struct {
 	log     *slog.Logger
 
 	position atomic.Uint64
+	recorded atomic.Int64 // unix µs when the log recorded the last applied message
 	rejected atomic.Int64
 }
 
@@ -82,6 +83,15 @@ func New(src Source, dst Target, rejects Rejects, cfg Config) *Projector {
 
 // Position is the last log position applied.
 func (p *Projector) Position() uint64 { return p.position.Load() }
+
+// Recorded is when the log recorded the last message applied (zero before any): how far
+// behind the log the projection is in time, when it lags.
+func (p *Projector) Recorded() time.Time {
+	if us := p.recorded.Load(); us != 0 {
+		return time.UnixMicro(us)
+	}
+	return time.Time{}
+}
 
 // Rejected counts the log messages that could not be decoded.
 func (p *Projector) Rejected() int64 { return p.rejected.Load() }
@@ -153,7 +163,9 @@ func (b *batcher) flush(ctx context.Context) error {
 	if err := b.p.dst.Apply(ctx, b.recs); err != nil {
 		return fmt.Errorf("apply up to log position %d: %w", b.recs[len(b.recs)-1].Position, err)
 	}
-	b.p.position.Store(b.recs[len(b.recs)-1].Position)
+	last := &b.recs[len(b.recs)-1]
+	b.p.recorded.Store(last.Recorded.UnixMicro())
+	b.p.position.Store(last.Position)
 	b.applied += len(b.recs)
 	b.recs = b.recs[:0]
 	return nil

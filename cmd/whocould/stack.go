@@ -49,6 +49,11 @@ type stackOptions struct {
 	// lock, when set, is the data directory's lock, already taken (lockDataDir); the stack owns
 	// it from then on, even when openStack fails. Unset, openStack takes it.
 	lock *os.File
+	// natsListen is where the embedded NATS server takes connections ("": in-process only).
+	natsListen string
+	// natsConnect, when set, connects to an external NATS cluster, which then holds the event
+	// log, instead of running the embedded server.
+	natsConnect func() (*nats.Conn, error)
 }
 
 // lockFile is the data directory's lock file (see lockDataDir).
@@ -111,12 +116,18 @@ func openStack(ctx context.Context, dir string, logger *slog.Logger, opts stackO
 			return nil, err
 		}
 	}
-	s.nats, err = eventlog.StartEmbedded(eventlog.EmbeddedConfig{Dir: filepath.Join(dir, "nats")})
-	if err != nil {
-		return nil, err
-	}
-	if s.nc, err = s.nats.Connect(); err != nil {
-		return nil, err
+	if opts.natsConnect != nil {
+		if s.nc, err = opts.natsConnect(); err != nil {
+			return nil, fmt.Errorf("connect to NATS: %w", err)
+		}
+	} else {
+		s.nats, err = eventlog.StartEmbedded(eventlog.EmbeddedConfig{Dir: filepath.Join(dir, "nats"), Listen: opts.natsListen, Logger: logger})
+		if err != nil {
+			return nil, err
+		}
+		if s.nc, err = s.nats.Connect(); err != nil {
+			return nil, err
+		}
 	}
 	s.log, err = eventlog.Open(ctx, s.nc, eventlog.Config{Dir: filepath.Join(dir, "eventlog"), Logger: logger})
 	if errors.Is(err, eventlog.ErrLocked) {

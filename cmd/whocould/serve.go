@@ -1,0 +1,351 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/whocould/whocould/api"
+	"github.com/whocould/whocould/ingest"
+	"github.com/whocould/whocould/ingest/natssource"
+)
+
+func newServe(g *globals) *cobra.Command {
+	var (
+		configPath string
+		targets    string
+		listen     string
+	)
+	cmd := &cobra.Command{
+		Use:   "serve [--config FILE] [--target ingest,projector,api] [--listen ADDR]",
+		Short: "Run whocould as a service: ingest from NATS (and Kafka), project, serve the HTTP API",
+		Long: `Serve runs whocould as a service. With no configuration it is the embedded all-in-one: the NATS
+server (JetStream) holding the event log and the producers' inbox, listening on 127.0.0.1:4222;
+the projector keeping the embedded store; the HTTP API on 127.0.0.1:8080. Producers publish
+CloudEvents to whocould.in.changes.<producer> and whocould.in.decisions.<principal>, or POST
+them to /v1/events. See deploy/ for configuration examples.
+
+Every API call needs a bearer token. WHOCOULD_ADMIN_TOKEN sets an admin token; with no token
+configured at all, serve makes one and writes it to DATA/admin-token (mode 0600).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadServeConfig(configPath)
+			if err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("data-dir") || cfg.DataDir == "" {
+				cfg.DataDir = g.dataDir
+			}
+			if targets != "" {
+				cfg.Targets = strings.Split(targets, ",")
+			}
+			if listen != "" {
+				cfg.API.Listen = listen
+			}
+			if cmd.Flags().Changed("log-level") {
+				cfg.LogLevel = g.logLevel
+			}
+			if err := cfg.Validate(); err != nil {
+				return usagef("config: %v", err)
+			}
+			var lvl slog.Level
+			_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
+			logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+			return runServe(cmd.Context(), cfg, logger, nil)
+		},
+	}
+	cmd.Flags().StringVar(&configPath, "config", "", "YAML configuration file (none: the embedded all-in-one)")
+	cmd.Flags().StringVar(&targets, "target", "", "targets to run, comma-separated: ingest, projector, api (default all)")
+	cmd.Flags().StringVar(&listen, "listen", "", "API listen address (default 127.0.0.1:8080)")
+	return cmd
+}
+
+// served is what a running service tells whoever started it (the demo, tests).
+type served struct {
+	APIURL   string
+	NATSURL  string // "" when the embedded server does not listen
+	Token    string // the admin token serve made or was given, "" when configured hashed
+	position func() uint64
+	stack    *stack
+}
+
+// runServe runs the service until ctx ends, then shuts down in order: the API stops taking
+// calls and finishes the ones in hand, the sources finish their batch, the audit appends what
+// it holds, the projector applies what it read and checkpoints. ready, when set, is called
+// once the service answers.
+func runServe(ctx context.Context, cfg serveConfig, logger *slog.Logger, ready func(served)) error {
+	tokens, adminSecret, err := serveTokens(cfg, logger)
+	if err != nil {
+		return err
+	}
+	opts := stackOptions{progress: func(done, last uint64) {
+		logger.Info("catching up with the log", "position", done, "last", last)
+	}}
+	if cfg.NATS.URL != "" {
+		opts.natsConnect = func() (*nats.Conn, error) { return connectNATS(cfg.NATS, logger) }
+	} else if cfg.NATS.Listen != "off" {
+		opts.natsListen = cfg.NATS.Listen
+	}
+	s, err := openStack(ctx, cfg.DataDir, logger, opts)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	im, err := ingest.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	s.ingest.WithMetrics(im)
+	registerPipelineMetrics(reg, s)
+
+	var wg sync.WaitGroup
+	failed := make(chan error, 8)
+	// Each part runs until its context ends; one that fails for good stops the service.
+	run := func(ctx context.Context, name string, fn func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(ctx); err != nil && ctx.Err() == nil {
+				logger.Error("part stopped", "part", name, "error", err)
+				failed <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	projCtx, stopProjector := context.WithCancel(context.Background())
+	defer stopProjector()
+	if cfg.has(targetProjector) {
+		run(projCtx, "projector", s.proj.Run)
+	}
+	srcCtx, stopSources := context.WithCancel(context.Background())
+	defer stopSources()
+	if cfg.has(targetIngest) {
+		srcs, err := serveSources(cfg, s, logger)
+		if err != nil {
+			return err
+		}
+		for _, src := range srcs {
+			run(srcCtx, "source "+src.Name(), func(ctx context.Context) error { return keepRunning(ctx, src, s.ingest.Handle, logger) })
+		}
+	}
+	auditCtx, stopAudit := context.WithCancel(context.Background())
+	defer stopAudit()
+	var httpSrv *http.Server
+	info := served{Token: adminSecret, position: s.proj.Position, stack: s}
+	if s.nats != nil {
+		info.NATSURL = s.nats.ClientURL()
+	}
+	if cfg.has(targetAPI) {
+		audit := api.NewAudit(s.ingest, 0, logger)
+		run(auditCtx, "audit", audit.Run)
+		h, err := api.New(api.Config{
+			Querier: s.store, Projected: s.proj.Position, Ingest: s.ingest, DeadLetters: s.dead, Tokens: tokens,
+			Audit: audit, Registry: reg, MaxBodyBytes: cfg.API.MaxBodyBytes, MaxWait: cfg.API.MaxWait, Logger: logger,
+		})
+		if err != nil {
+			return err
+		}
+		ln, err := net.Listen("tcp", cfg.API.Listen)
+		if err != nil {
+			return fmt.Errorf("api.listen: %w", err)
+		}
+		httpSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+		scheme := "http"
+		if t := cfg.API.TLS; t != nil {
+			scheme = "https"
+			httpSrv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+			go func() { serveDone(httpSrv.ServeTLS(ln, t.CertFile, t.KeyFile), failed) }()
+		} else {
+			go func() { serveDone(httpSrv.Serve(ln), failed) }()
+		}
+		info.APIURL = scheme + "://" + ln.Addr().String()
+	}
+	logger.Info("whocould serving", "targets", strings.Join(cfg.Targets, ","), "api", info.APIURL, "nats", info.NATSURL,
+		"data_dir", cfg.DataDir, "position", s.proj.Position())
+	if ready != nil {
+		ready(info)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case runErr = <-failed:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown)
+	defer cancel()
+	if httpSrv != nil {
+		if err := httpSrv.Shutdown(sctx); err != nil {
+			logger.Warn("api shutdown", "error", err)
+		}
+	}
+	stopSources()
+	stopAudit()
+	stopProjector()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-sctx.Done():
+		return errors.Join(runErr, fmt.Errorf("shutdown: parts still running after %s", cfg.Shutdown))
+	}
+	logger.Info("stopped", "position", s.proj.Position())
+	return runErr
+}
+
+func serveDone(err error, failed chan<- error) {
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		failed <- fmt.Errorf("api: %w", err)
+	}
+}
+
+// keepRunning runs src until ctx ends, starting it again (with back-off) after a failure: a
+// failed batch was not acknowledged and comes again.
+func keepRunning(ctx context.Context, src ingest.Source, h ingest.Handler, logger *slog.Logger) error {
+	wait := 100 * time.Millisecond
+	for {
+		err := src.Run(ctx, h)
+		if ctx.Err() != nil {
+			return nil
+		}
+		logger.Warn("source stopped, starting it again", "source", src.Name(), "error", err, "in", wait)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
+}
+
+// serveSources are the sources the ingest target reads: the NATS inbox (changes and decisions
+// with a consumer each).
+func serveSources(cfg serveConfig, s *stack, logger *slog.Logger) ([]ingest.Source, error) {
+	in := cfg.NATS.Inbox
+	var out []ingest.Source
+	for _, part := range []string{"changes", "decisions"} {
+		src, err := natssource.New(s.nc, natssource.Config{
+			Stream: in.Stream, Subjects: in.Subjects, CreateStream: *in.Create, Batch: in.Batch,
+			FilterSubject: "whocould.in." + part + ".>", Consumer: "whocould-ingest-" + part, Logger: logger,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("nats.inbox: %w", err)
+		}
+		out = append(out, src)
+	}
+	if cfg.Kafka != nil {
+		return nil, errors.New("kafka: this build cannot read Kafka yet")
+	}
+	return out, nil
+}
+
+// serveTokens are the API's tokens: the configured ones, WHOCOULD_ADMIN_TOKEN, or, with none at
+// all, a new admin token written to DATA/admin-token. The secret returned is the admin token's
+// when serve knows it.
+func serveTokens(cfg serveConfig, logger *slog.Logger) ([]api.Token, string, error) {
+	tokens := cfg.API.Tokens
+	secret := os.Getenv("WHOCOULD_ADMIN_TOKEN")
+	if secret != "" {
+		tokens = append(tokens, api.Token{Name: "admin", SHA256: api.HashToken(secret), Scopes: []string{api.ScopeAdmin}})
+		return tokens, secret, nil
+	}
+	if len(tokens) > 0 {
+		return tokens, "", nil
+	}
+	path := filepath.Join(cfg.DataDir, "admin-token")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		secret = strings.TrimSpace(string(b))
+	} else {
+		secret = api.NewSecret()
+		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+			return nil, "", fmt.Errorf("data directory: %w", err)
+		}
+		if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+			return nil, "", fmt.Errorf("write the admin token: %w", err)
+		}
+		logger.Warn("no API token configured: made an admin token", "file", path)
+	}
+	return append(tokens, api.Token{Name: "admin", SHA256: api.HashToken(secret), Scopes: []string{api.ScopeAdmin}}), secret, nil
+}
+
+// connectNATS connects to an external cluster with the configured credentials and TLS,
+// reconnecting for ever.
+func connectNATS(c natsConfig, logger *slog.Logger) (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name("whocould"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { logger.Warn("nats disconnected", "error", err) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) { logger.Info("nats reconnected", "url", nc.ConnectedUrl()) }),
+	}
+	if c.CredentialsFile != "" {
+		opts = append(opts, nats.UserCredentials(c.CredentialsFile))
+	}
+	if c.NKeyFile != "" {
+		o, err := nats.NkeyOptionFromSeed(c.NKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("nats.nkey_file: %w", err)
+		}
+		opts = append(opts, o)
+	}
+	if t := c.TLS; t != nil {
+		if t.CAFile != "" {
+			opts = append(opts, nats.RootCAs(t.CAFile))
+		}
+		if t.CertFile != "" {
+			opts = append(opts, nats.ClientCert(t.CertFile, t.KeyFile))
+		}
+		if t.InsecureSkipVerify {
+			opts = append(opts, nats.Secure(&tls.Config{InsecureSkipVerify: true})) //nolint:gosec // asked for in the config
+		}
+	}
+	return nats.Connect(c.URL, opts...)
+}
+
+// registerPipelineMetrics exposes the log's and the projection's positions and the lag.
+func registerPipelineMetrics(reg *prometheus.Registry, s *stack) {
+	last := func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		n, err := s.log.Last(ctx)
+		if err != nil {
+			return -1
+		}
+		return float64(n)
+	}
+	gauge := func(name, help string, fn func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "whocould", Name: name, Help: help}, fn)
+	}
+	reg.MustRegister(
+		gauge("log_position", "Position of the last event in the log (-1: the log cannot be read).", last),
+		gauge("projection_position", "Log position the projection has applied.", func() float64 { return float64(s.proj.Position()) }),
+		gauge("projector_lag_events", "Events in the log not yet applied by the projector.", func() float64 {
+			return max(0, last()-float64(s.proj.Position()))
+		}),
+		gauge("projector_lag_seconds", "How long ago the log recorded the last event the projector applied, while it lags (0 when caught up).", func() float64 {
+			if last() <= float64(s.proj.Position()) {
+				return 0
+			}
+			if r := s.proj.Recorded(); !r.IsZero() {
+				return time.Since(r).Seconds()
+			}
+			return 0
+		}),
+		gauge("deadletters", "Dead letters kept so far.", func() float64 { return float64(s.dead.Count()) }),
+		gauge("projector_rejected", "Log messages the projector could not decode (dead-lettered).", func() float64 { return float64(s.proj.Rejected()) }),
+	)
+}

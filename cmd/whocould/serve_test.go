@@ -1,0 +1,252 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/whocould/whocould/event"
+)
+
+// serveProc is a running `whocould serve`.
+type serveProc struct {
+	cmd     *exec.Cmd
+	api     string
+	nats    string
+	token   string
+	mu      sync.Mutex
+	stderr  strings.Builder
+	exited  chan struct{}
+	exitErr error
+}
+
+func (p *serveProc) log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stderr.String()
+}
+
+// startServe runs serve on dataDir with the given YAML configuration (ports 0: chosen by the
+// system) and waits until it answers.
+func startServe(t testing.TB, dataDir, config string) *serveProc {
+	t.Helper()
+	cfgPath := filepath.Join(t.TempDir(), "whocould.yaml")
+	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := &serveProc{exited: make(chan struct{})}
+	p.cmd = exec.Command(bin, "serve", "--config", cfgPath, "--data-dir", dataDir)
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan map[string]any, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			p.mu.Lock()
+			p.stderr.WriteString(line + "\n")
+			p.mu.Unlock()
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "whocould serving" {
+				ready <- m
+			}
+		}
+		io.Copy(io.Discard, stderr)
+		p.exitErr = p.cmd.Wait()
+		close(p.exited)
+	}()
+	select {
+	case m := <-ready:
+		p.api, _ = m["api"].(string)
+		p.nats, _ = m["nats"].(string)
+	case <-p.exited:
+		t.Fatalf("serve exited before serving: %v\n%s", p.exitErr, p.log())
+	case <-time.After(60 * time.Second):
+		p.cmd.Process.Kill()
+		t.Fatalf("serve not ready after 60s:\n%s", p.log())
+	}
+	b, err := os.ReadFile(filepath.Join(dataDir, "admin-token"))
+	if err != nil {
+		t.Fatalf("admin token: %v", err)
+	}
+	p.token = strings.TrimSpace(string(b))
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.exited
+	})
+	return p
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (p *serveProc) stop(t testing.TB) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("serve did not stop within 60s of SIGTERM:\n%s", p.log())
+	}
+	if p.exitErr != nil {
+		t.Fatalf("serve exited with %v after SIGTERM:\n%s", p.exitErr, p.log())
+	}
+}
+
+func (p *serveProc) get(t testing.TB, path string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", p.api+path, nil)
+	req.Header.Set("Authorization", "Bearer "+p.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	b, _ := io.ReadAll(resp.Body)
+	json.Unmarshal(b, &m)
+	return resp.StatusCode, m
+}
+
+func (p *serveProc) post(t testing.TB, body []byte) map[string]any {
+	t.Helper()
+	req, _ := http.NewRequest("POST", p.api+"/v1/events", strings.NewReader(string(body)))
+	req.Header.Set("Authorization", "Bearer "+p.token)
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	b, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(b, &m); err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST /v1/events = %d %s", resp.StatusCode, b)
+	}
+	return m
+}
+
+func principalsOf(ans map[string]any) []string {
+	var out []string
+	ps, _ := ans["principals"].([]any)
+	for _, p := range ps {
+		out = append(out, p.(map[string]any)["principal"].(string))
+	}
+	return out
+}
+
+const serveTestConfig = `
+nats:
+  listen: 127.0.0.1:0
+api:
+  listen: 127.0.0.1:0
+shutdown_timeout: 30s
+`
+
+// TestServe: events come in over HTTP and over NATS (changes and decisions on their subjects, a
+// bad message among them), all become queryable, the bad one is dead-lettered, SIGTERM stops
+// the service cleanly, and a restart answers the same.
+func TestServe(t *testing.T) {
+	dir := t.TempDir()
+	p := startServe(t, dir, serveTestConfig)
+	if code, _ := p.get(t, "/readyz"); code != 200 {
+		t.Fatalf("readyz = %d", code)
+	}
+	at := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
+	grant := func(id, who string) []byte {
+		return marshal(t, ev(id, event.GrantAdded, at, event.Data{Subject: who, Action: "db.table.drop", Resource: "db:prod/orders"}))
+	}
+	res := p.post(t, append(grant("h1", "user:ann"), '\n'))
+	if res["accepted"] != 1.0 {
+		t.Fatalf("POST: %v", res)
+	}
+
+	nc, err := nats.Connect(p.nats)
+	if err != nil {
+		t.Fatalf("connect to the embedded server at %q: %v", p.nats, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i, who := range []string{"user:bob", "user:cy"} {
+		if _, err := js.Publish(ctx, "whocould.in.changes.okta", grant(fmt.Sprintf("n%d", i), who)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := js.Publish(ctx, "whocould.in.changes.okta", []byte(`{"specversion":"1.0","id":"broken"`)); err != nil {
+		t.Fatal(err)
+	}
+	dec := marshal(t, ev("d1", event.Decision, at.Add(time.Hour), event.Data{Principal: "user:bob", Action: "db.table.drop", Resource: "db:prod/orders", Effect: event.Allow}))
+	if _, err := js.Publish(ctx, "whocould.in.decisions.user.bob", dec); err != nil {
+		t.Fatal(err)
+	}
+
+	who := "/v1/who-could?action=db.table.drop&resource=db:prod/orders&at=2026-01-06T02:14:00Z"
+	deadline := time.Now().Add(30 * time.Second)
+	var got []string
+	for time.Now().Before(deadline) {
+		_, ans := p.get(t, who)
+		if got = principalsOf(ans); len(got) == 3 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if strings.Join(got, ",") != "user:ann,user:bob,user:cy" {
+		t.Fatalf("who-could after HTTP and NATS: %v\n%s", got, p.log())
+	}
+	var letters []any
+	for time.Now().Before(deadline) && len(letters) == 0 {
+		_, dl := p.get(t, "/v1/deadletters")
+		letters, _ = dl["deadletters"].([]any)
+	}
+	if len(letters) != 1 || !strings.Contains(fmt.Sprint(letters[0]), "nats:whocould.in.changes.okta") {
+		t.Fatalf("dead letters: %v", letters)
+	}
+	p.stop(t)
+
+	p = startServe(t, dir, serveTestConfig)
+	_, ans := p.get(t, who)
+	if got := principalsOf(ans); strings.Join(got, ",") != "user:ann,user:bob,user:cy" {
+		t.Fatalf("who-could after a restart: %v", got)
+	}
+	p.stop(t)
+}
+
+func TestServeConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct{ config, want string }{
+		{"api:\n  lisen: 1.2.3.4:80\n", "field lisen not found"},
+		{"targets: [ingest, frobnicate]\n", "targets[1]: unknown target \"frobnicate\""},
+		{"api:\n  tokens:\n    - name: ci\n      sha256: abc\n      scopes: [read]\n", "api.tokens[0]: token ci: sha256"},
+		{"kafka:\n  topics: [a]\n", "kafka.brokers: none given"},
+		{"nats:\n  listen: nowhere\n", "nats.listen \"nowhere\""},
+		{"targets: [api]\n", "api without projector"},
+	} {
+		path := writeFile(t, dir, "c.yaml", []byte(c.config))
+		r := mustRun(t, 2, dir, nil, "serve", "--config", path, "--data-dir", filepath.Join(dir, "data"))
+		if !strings.Contains(r.stderr, c.want) {
+			t.Errorf("config %q: stderr %q lacks %q", c.config, r.stderr, c.want)
+		}
+	}
+}
