@@ -21,6 +21,7 @@ import (
 
 	"github.com/whocould/whocould/api"
 	"github.com/whocould/whocould/ingest"
+	"github.com/whocould/whocould/ingest/kafkasource"
 	"github.com/whocould/whocould/ingest/natssource"
 )
 
@@ -235,7 +236,7 @@ func keepRunning(ctx context.Context, src ingest.Source, h ingest.Handler, logge
 }
 
 // serveSources are the sources the ingest target reads: the NATS inbox (changes and decisions
-// with a consumer each).
+// with a consumer each) and the Kafka topics, when configured.
 func serveSources(cfg serveConfig, s *stack, logger *slog.Logger) ([]ingest.Source, error) {
 	in := cfg.NATS.Inbox
 	var out []ingest.Source
@@ -249,8 +250,22 @@ func serveSources(cfg serveConfig, s *stack, logger *slog.Logger) ([]ingest.Sour
 		}
 		out = append(out, src)
 	}
-	if cfg.Kafka != nil {
-		return nil, errors.New("kafka: this build cannot read Kafka yet")
+	if k := cfg.Kafka; k != nil {
+		// One consumer group per topic, so that decisions never hold changes back.
+		for _, topic := range k.Topics {
+			kc := kafkasource.Config{Brokers: k.Brokers, Topics: []string{topic}, GroupID: k.GroupID + "-" + topic, Logger: logger}
+			if k.SASL != nil {
+				kc.SASL = kafkasource.SASL{Mechanism: k.SASL.Mechanism, Username: k.SASL.Username, Password: k.SASL.Password}
+			}
+			if t := k.TLS; t != nil {
+				kc.TLS = kafkasource.TLS{Enabled: true, CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile, InsecureSkipVerify: t.InsecureSkipVerify}
+			}
+			src, err := kafkasource.New(kc)
+			if err != nil {
+				return nil, fmt.Errorf("kafka: %w", err)
+			}
+			out = append(out, src)
+		}
 	}
 	return out, nil
 }

@@ -241,12 +241,17 @@ func (s *Source) reader() *kafka.Reader {
 		MaxWait:               time.Second, // a fetch's long poll: how long an idle partition waits
 		JoinGroupBackoff:      time.Second,
 		WatchPartitionChanges: true,
-		Logger: kafka.LoggerFunc(func(msg string, args ...any) {
-			log.Debug("kafka: " + strings.TrimSpace(fmt.Sprintf(msg, args...)))
-		}),
-		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
-			log.Warn("kafka: " + strings.TrimSpace(fmt.Sprintf(msg, args...)))
-		}),
+		Logger:                kafkaLogger(log, slog.LevelDebug),
+		ErrorLogger:           kafkaLogger(log, slog.LevelWarn),
+	})
+}
+
+// kafkaLogger passes kafka-go's printf-style logs to log at level.
+func kafkaLogger(log *slog.Logger, level slog.Level) kafka.Logger {
+	return kafka.LoggerFunc(func(msg string, args ...any) {
+		if log.Enabled(context.Background(), level) {
+			log.Log(context.Background(), level, "kafka: "+strings.TrimSpace(fmt.Sprintf(msg, args...)))
+		}
 	})
 }
 
