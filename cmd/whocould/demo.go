@@ -6,15 +6,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/whocould/whocould/demo"
 	"github.com/whocould/whocould/event"
-	"github.com/whocould/whocould/ingest"
 )
 
 // demoMarker marks a data directory the demo made, so that it may replace it.
@@ -22,9 +26,10 @@ const demoMarker = ".whocould-demo"
 
 func newDemo(g *globals) *cobra.Command {
 	var (
-		seed   uint64
-		people int
-		export string
+		seed        uint64
+		people      int
+		export      string
+		keepServing bool
 	)
 	cmd := &cobra.Command{
 		Use:   "demo [--seed N] [--people N] [--export FILE]",
@@ -45,12 +50,13 @@ instead, for whocould import.`,
 			if !cmd.Flags().Changed("data-dir") {
 				g.dataDir = "./whocould-demo"
 			}
-			return runDemo(cmd.Context(), g, h, cmd.OutOrStdout())
+			return runDemo(cmd.Context(), g, h, keepServing, cmd.OutOrStdout())
 		},
 	}
 	cmd.Flags().Uint64Var(&seed, "seed", 1, "random seed: the same seed gives the same organisation and history")
 	cmd.Flags().IntVar(&people, "people", 300, "how many people the organisation has")
 	cmd.Flags().StringVar(&export, "export", "", "write the events to FILE as CloudEvents JSON lines instead of importing them")
+	cmd.Flags().BoolVar(&keepServing, "serve", true, "keep serving the API and NATS after the answers, until Ctrl-C (--serve=false: stop)")
 	return cmd
 }
 
@@ -141,46 +147,163 @@ func checkDemoDir(dir string) error {
 	return nil
 }
 
-func runDemo(ctx context.Context, g *globals, h *demo.History, stdout io.Writer) error {
+func runDemo(ctx context.Context, g *globals, h *demo.History, keepServing bool, stdout io.Writer) error {
 	lock, err := freshDemoDir(g.dataDir)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "Generated %d events from %s to %s (seed %d):\n%s\n",
 		len(h.Events), h.Start.Format(time.DateOnly), h.End.Format(time.DateOnly), h.Seed, h.Summary())
-	s, err := openStack(ctx, g.dataDir, g.logger, stackOptions{lock: lock})
+
+	// The whole service, embedded, as `whocould serve` runs it.
+	cfg, _ := loadServeConfig("")
+	cfg.DataDir = g.dataDir
+	cfg.NATS.Listen = freeOr("127.0.0.1:4222")
+	cfg.API.Listen = freeOr("127.0.0.1:8080")
+	cfg.LogLevel = g.logLevel
+	if err := cfg.Validate(); err != nil {
+		lock.Close()
+		return err
+	}
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	up := make(chan served, 1)
+	done := make(chan error, 1)
+	go func() { done <- runServe(sctx, cfg, g.logger, serveHooks{lock: lock, ready: func(s served) { up <- s }}) }()
+	var srv served
+	select {
+	case srv = <-up:
+	case err := <-done:
+		return err
+	}
+	stopService := func() error {
+		stop()
+		return <-done
+	}
+
+	prog := newProgress()
+	prog.set("publishing over NATS")
+	start := time.Now()
+	if err := publishDemo(ctx, srv.NATSURL, h.Events, func(n int) { prog.update(int64(n), int64(len(h.Events)), "events") }); err != nil {
+		prog.done()
+		return errors.Join(err, stopService())
+	}
+	prog.set("ingesting and projecting")
+	accepted, err := waitSettled(ctx, srv.stack)
+	prog.done()
+	if err != nil {
+		return errors.Join(err, stopService())
+	}
+	fmt.Fprintf(stdout, "Published over NATS into %s: %d accepted, %d duplicates, in %s.\n\n",
+		g.dataDir, accepted, uint64(len(h.Events))-accepted, time.Since(start).Round(time.Millisecond))
+	if err := demoAnswers(ctx, g, h, srv, stdout); err != nil {
+		return errors.Join(err, stopService())
+	}
+	if !keepServing {
+		return stopService()
+	}
+	fmt.Fprintf(stdout, "\nwhocould is serving (Ctrl-C to stop). Producers publish to %s (whocould.in.changes.<producer>);\n"+
+		"the admin token is in %s/admin-token.\n", srv.NATSURL, g.dataDir)
+	select {
+	case <-ctx.Done():
+		return stopService()
+	case err := <-done:
+		return err
+	}
+}
+
+// freeOr is addr when nothing listens there yet, else a port the system picks.
+func freeOr(addr string) string {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		host, _, _ := net.SplitHostPort(addr)
+		return net.JoinHostPort(host, "0")
+	}
+	l.Close()
+	return addr
+}
+
+// publishDemo publishes the history as producers would: change events to
+// whocould.in.changes.<source>, decisions to whocould.in.decisions.<principal>, waiting for the
+// inbox to acknowledge each.
+func publishDemo(ctx context.Context, url string, evs []event.Event, progress func(int)) error {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", url, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(2000))
 	if err != nil {
 		return err
 	}
-	defer s.close()
-	prog := newProgress()
-	prog.set("importing")
-	start := time.Now()
-	total := ingest.Result{Rejected: []ingest.Rejection{}}
-	for i := 0; i < len(h.Events); i += importBatch {
-		batch := h.Events[i:min(i+importBatch, len(h.Events))]
-		items := make([]ingest.Item, len(batch))
-		for j := range batch {
-			items[j] = ingest.Item{Event: batch[j], Where: fmt.Sprintf("event %d", i+j)}
-		}
-		res, err := s.ingest.Ingest(ctx, "demo", items)
-		total.Add(res)
+	token := strings.NewReplacer(".", "_", "*", "_", ">", "_", " ", "_")
+	for i := range evs {
+		b, err := event.Marshal(&evs[i])
 		if err != nil {
-			return err
+			return fmt.Errorf("demo event %s: %w", evs[i].ID, err)
 		}
-		prog.update(int64(i+len(batch)), int64(len(h.Events)), "events")
+		subject := "whocould.in.changes." + token.Replace(evs[i].Source)
+		if evs[i].Type == event.Decision {
+			subject = "whocould.in.decisions." + token.Replace(evs[i].Data.Principal)
+		}
+		if _, err := js.PublishAsync(subject, b); err != nil {
+			return fmt.Errorf("publish: %w", err)
+		}
+		if i%1000 == 999 {
+			progress(i + 1)
+		}
 	}
-	prog.set("projecting")
-	if _, err := s.proj.CatchUp(ctx); err != nil {
-		return err
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(time.Minute):
+		return errors.New("publish: the inbox did not acknowledge within a minute")
 	}
-	prog.done()
-	if len(total.Rejected) > 0 {
-		return fmt.Errorf("demo: %d generated events were rejected, first: %s", len(total.Rejected), total.Rejected[0].Error)
-	}
-	fmt.Fprintf(stdout, "Imported into %s: %d accepted, %d duplicates, in %s.\n\n",
-		g.dataDir, total.Accepted, total.Duplicates, time.Since(start).Round(time.Millisecond))
+	progress(len(evs))
+	return nil
+}
 
+// waitSettled waits until the service has taken everything from its inbox and projected it,
+// and returns how many events the log holds.
+func waitSettled(ctx context.Context, s *stack) (uint64, error) {
+	js, err := jetstream.New(s.nc)
+	if err != nil {
+		return 0, err
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		pending := uint64(0)
+		for _, name := range []string{"whocould-ingest-changes", "whocould-ingest-decisions"} {
+			c, err := js.Consumer(ctx, "WHOCOULD_IN", name)
+			if err != nil {
+				return 0, err
+			}
+			info, err := c.Info(ctx)
+			if err != nil {
+				return 0, err
+			}
+			pending += info.NumPending + uint64(info.NumAckPending)
+		}
+		last, err := s.log.Last(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if pending == 0 && s.proj.Position() >= last {
+			return last, nil
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+}
+
+// demoAnswers prints the demo's questions with the service's answers, and how to ask more.
+func demoAnswers(ctx context.Context, g *globals, h *demo.History, srv served, stdout io.Writer) error {
+	s := srv.stack
 	for i, q := range h.Questions {
 		fmt.Fprintf(stdout, "%d. %s\n", i+1, q.Title)
 		if q.Why != "" {
@@ -208,5 +331,12 @@ func runDemo(ctx context.Context, g *globals, h *demo.History, stdout io.Writer)
 		g.dataDir, h.Org.Cast["break-glass"], first.Action, first.Resource, first.At.Format(time.RFC3339))
 	fmt.Fprintf(stdout, "  go run ./cmd/whocould query history --data-dir %s --resource %s --from %s --to %s\n",
 		g.dataDir, first.Resource, first.At.Add(-6*time.Hour).Format(time.RFC3339), first.At.Add(6*time.Hour).Format(time.RFC3339))
+	fmt.Fprintf(stdout, "(the query commands work once the demo has stopped; while it serves, ask the API:)\n")
+	fmt.Fprintf(stdout, "  export WHOCOULD_TOKEN=$(cat %s/admin-token)\n", g.dataDir)
+	fmt.Fprintf(stdout, "  curl -H \"Authorization: Bearer $WHOCOULD_TOKEN\" '%s/v1/who-could?action=%s&resource=%s&at=%s'\n",
+		srv.APIURL, first.Action, url.QueryEscape(first.Resource), first.At.Format(time.RFC3339))
+	fmt.Fprintf(stdout, "  curl -H \"Authorization: Bearer $WHOCOULD_TOKEN\" '%s/v1/explain?principal=%s&action=%s&resource=%s&at=%s'\n",
+		srv.APIURL, url.QueryEscape(h.Org.Cast["break-glass"]), first.Action, url.QueryEscape(first.Resource), first.At.Format(time.RFC3339))
+	fmt.Fprintf(stdout, "  curl -H \"Authorization: Bearer $WHOCOULD_TOKEN\" %s/metrics\n", srv.APIURL)
 	return nil
 }

@@ -66,7 +66,7 @@ configured at all, serve makes one and writes it to DATA/admin-token (mode 0600)
 			var lvl slog.Level
 			_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
 			logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
-			return runServe(cmd.Context(), cfg, logger, nil)
+			return runServe(cmd.Context(), cfg, logger, serveHooks{})
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "YAML configuration file (none: the embedded all-in-one)")
@@ -84,16 +84,19 @@ type served struct {
 	stack    *stack
 }
 
+// serveHooks let another command (the demo) run the service.
+type serveHooks struct {
+	// ready, when set, is called once the service answers.
+	ready func(served)
+	// lock is the data directory's lock, already taken (see stackOptions.lock).
+	lock *os.File
+}
+
 // runServe runs the service until ctx ends, then shuts down in order: the API stops taking
 // calls and finishes the ones in hand, the sources finish their batch, the audit appends what
-// it holds, the projector applies what it read and checkpoints. ready, when set, is called
-// once the service answers.
-func runServe(ctx context.Context, cfg serveConfig, logger *slog.Logger, ready func(served)) error {
-	tokens, adminSecret, err := serveTokens(cfg, logger)
-	if err != nil {
-		return err
-	}
-	opts := stackOptions{progress: func(done, last uint64) {
+// it holds, the projector applies what it read and checkpoints.
+func runServe(ctx context.Context, cfg serveConfig, logger *slog.Logger, hooks serveHooks) error {
+	opts := stackOptions{lock: hooks.lock, progress: func(done, last uint64) {
 		logger.Info("catching up with the log", "position", done, "last", last)
 	}}
 	if cfg.NATS.URL != "" {
@@ -106,6 +109,10 @@ func runServe(ctx context.Context, cfg serveConfig, logger *slog.Logger, ready f
 		return err
 	}
 	defer s.close()
+	tokens, adminSecret, err := serveTokens(cfg, logger) // after the lock: one process writes the token
+	if err != nil {
+		return err
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -179,8 +186,8 @@ func runServe(ctx context.Context, cfg serveConfig, logger *slog.Logger, ready f
 	}
 	logger.Info("whocould serving", "targets", strings.Join(cfg.Targets, ","), "api", info.APIURL, "nats", info.NATSURL,
 		"data_dir", cfg.DataDir, "position", s.proj.Position())
-	if ready != nil {
-		ready(info)
+	if hooks.ready != nil {
+		hooks.ready(info)
 	}
 
 	var runErr error

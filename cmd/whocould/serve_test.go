@@ -250,3 +250,67 @@ func TestServeConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestDemoServes: the demo keeps the service running after its answers, and the curl command it
+// prints answers with the token it points to.
+func TestDemoServes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "demo")
+	cmd := exec.Command(bin, "demo", "--data-dir", dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := make(chan string, 1000)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var curl string
+	timeout := time.After(2 * time.Minute)
+wait:
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("the demo stopped before serving: %s", stderr.String())
+			}
+			if strings.Contains(l, "curl ") && strings.Contains(l, "/v1/who-could?") && curl == "" {
+				curl = l[strings.Index(l, "'")+1 : strings.LastIndex(l, "'")]
+			}
+			if strings.HasPrefix(l, "whocould is serving") {
+				break wait
+			}
+		case <-timeout:
+			t.Fatalf("the demo did not serve within 2 minutes: %s", stderr.String())
+		}
+	}
+	token, err := os.ReadFile(filepath.Join(dir, "admin-token"))
+	if err != nil || curl == "" {
+		t.Fatalf("token %v, curl line %q", err, curl)
+	}
+	req, _ := http.NewRequest("GET", curl, nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ans map[string]any
+	json.NewDecoder(resp.Body).Decode(&ans)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || len(principalsOf(ans)) == 0 {
+		t.Fatalf("%s = %d %v", curl, resp.StatusCode, ans)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("demo after SIGTERM: %v\n%s", err, stderr.String())
+	}
+}
