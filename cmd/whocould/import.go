@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
+	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -18,14 +21,18 @@ import (
 const importBatch = 5000
 
 func newImport(g *globals) *cobra.Command {
-	var format, output string
+	var format, output, server, token string
 	cmd := &cobra.Command{
-		Use:   "import [--format canonical] FILE|- ...",
+		Use:   "import [--format canonical] [--server URL] FILE|- ...",
 		Short: "Import events from files (CloudEvents as JSON lines or a JSON array; - for stdin)",
 		Long: `Import reads CloudEvents as JSON lines, a JSON array or a single JSON object, validates them,
 appends the good ones to the event log (duplicates by source and id are skipped), dead-letters
 the bad ones with their reason, and returns once every accepted event is durable and projected.
-It prints how many were accepted, duplicates and rejected, and exits 2 if any were rejected.`,
+It prints how many were accepted, duplicates and rejected, and exits 2 if any were rejected.
+
+With --server, the events go to a running whocould service (POST /v1/events, with --token or
+WHOCOULD_TOKEN, scope events:write) instead of the data directory; the server dead-letters what it
+refuses, and import returns once every accepted event is durable in its log.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if format != "canonical" {
@@ -34,9 +41,18 @@ It prints how many were accepted, duplicates and rejected, and exits 2 if any we
 			if output != "table" && output != "json" {
 				return usagef("-o %q: want json or table", output)
 			}
+			if server != "" {
+				c, err := newAPIClient(server, token)
+				if err != nil {
+					return err
+				}
+				return runImportTo(cmd.Context(), c, args, output, cmd.OutOrStdout())
+			}
 			return runImport(cmd.Context(), g, args, output, cmd.OutOrStdout())
 		},
 	}
+	cmd.Flags().StringVar(&server, "server", "", "send to a running whocould service at this URL (e.g. http://127.0.0.1:8080)")
+	cmd.Flags().StringVar(&token, "token", "", "API token for --server (default $WHOCOULD_TOKEN)")
 	cmd.Flags().StringVar(&format, "format", "canonical", "input format: canonical (CloudEvents JSON)")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "summary format: json or table")
 	return cmd
@@ -95,7 +111,12 @@ func runImport(ctx context.Context, g *globals, files []string, output string, s
 		return err
 	}
 	sum.Projected = s.proj.Position()
+	return printImport(sum, output, stdout, g.dataDir+"/deadletters.jsonl")
+}
 
+// printImport prints the summary and turns rejections into exit code 2; deadLetters says where
+// the rejected events went.
+func printImport(sum importSummary, output string, stdout io.Writer, deadLetters string) error {
 	if output == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -114,7 +135,7 @@ func runImport(ctx context.Context, g *globals, files []string, output string, s
 		const show = 20
 		for i, r := range sum.Rejected {
 			if i == show {
-				fmt.Fprintf(os.Stderr, "... and %d more rejected (see %s/deadletters.jsonl)\n", len(sum.Rejected)-show, g.dataDir)
+				fmt.Fprintf(os.Stderr, "... and %d more rejected (see %s)\n", len(sum.Rejected)-show, deadLetters)
 				break
 			}
 			fmt.Fprintln(os.Stderr, r.Error)
@@ -124,7 +145,99 @@ func runImport(ctx context.Context, g *globals, files []string, output string, s
 	return nil
 }
 
-// importFile imports one file ("-": stdin) in batches.
+// runImportTo sends the files to a running service in batches of JSON lines.
+func runImportTo(ctx context.Context, c *apiClient, files []string, output string, stdout io.Writer) error {
+	sum := importSummary{Result: ingest.Result{Rejected: []ingest.Rejection{}}, Files: []fileSummary{}}
+	for _, name := range files {
+		res, err := sendFile(ctx, c, name)
+		sum.Files = append(sum.Files, fileSummary{File: name, Result: res})
+		sum.Add(res)
+		if err != nil {
+			return err
+		}
+	}
+	sum.Projected = sum.Position
+	return printImport(sum, output, stdout, "the server's dead letters (whocould deadletter list --server ...)")
+}
+
+// sendBatchBytes bounds one request's body.
+const sendBatchBytes = 4 << 20
+
+// sendFile decodes name locally only to cut it at event boundaries, and sends the events' own
+// bytes as JSON lines; the server validates and answers for each. What cannot even be cut out
+// (malformed JSON) is reported here and not sent.
+func sendFile(ctx context.Context, c *apiClient, name string) (ingest.Result, error) {
+	res := ingest.Result{Rejected: []ingest.Rejection{}}
+	r := io.Reader(os.Stdin)
+	label := "stdin"
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return res, usageError{err}
+		}
+		defer f.Close()
+		r, label = f, name
+	}
+	dec := event.NewDecoder(r, label)
+	var (
+		body  []byte
+		index []int // file index of each line in body
+		n     int
+	)
+	flush := func() error {
+		if len(index) == 0 {
+			return nil
+		}
+		var got ingest.Result
+		err := c.do(ctx, "POST", "/v1/events", "application/x-ndjson", body, http.StatusAccepted, &got)
+		if err != nil {
+			return fmt.Errorf("send %s: %w", label, err)
+		}
+		for i := range got.Rejected {
+			if k := got.Rejected[i].Index; k >= 0 && k < len(index) {
+				got.Rejected[i].Index = index[k]
+				got.Rejected[i].Where = fmt.Sprintf("item %d", index[k])
+			}
+		}
+		res.Add(got)
+		body, index = body[:0], index[:0]
+		return nil
+	}
+	for ; ; n++ {
+		_, raw, err := dec.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		var (
+			de *event.DecodeError
+			se *event.SyntaxError
+		)
+		switch {
+		case errors.As(err, &de) && errors.As(err, &se):
+			res.Rejected = append(res.Rejected, ingest.Rejection{Index: n, Where: fmt.Sprintf("line %d", de.Line), ID: de.ID, Error: err.Error()})
+			continue
+		case errors.As(err, &de):
+			// JSON, but not a valid event: the server says why, and keeps it.
+		case err != nil:
+			return res, fmt.Errorf("read %s: %w", label, err)
+		}
+		var line bytes.Buffer
+		if err := json.Compact(&line, raw); err != nil { // one event per line
+			return res, fmt.Errorf("read %s: item %d: %w", label, n, err)
+		}
+		if len(body)+line.Len() >= sendBatchBytes {
+			if err := flush(); err != nil {
+				return res, err
+			}
+		}
+		body = append(append(body, line.Bytes()...), '\n')
+		index = append(index, n)
+	}
+	err := flush()
+	slices.SortStableFunc(res.Rejected, func(a, b ingest.Rejection) int { return a.Index - b.Index })
+	return res, err
+}
+
 func importFile(ctx context.Context, s *stack, name string, prog *progress) (ingest.Result, error) {
 	var (
 		r    io.Reader = os.Stdin

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -312,5 +313,55 @@ wait:
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("demo after SIGTERM: %v\n%s", err, stderr.String())
+	}
+}
+
+// TestImportToServer: import --server sends a file's events to a running service; the server
+// refuses the invalid ones (dead-lettering them) and import reports each with its place in the
+// file, exiting 2; a pretty-printed JSON array goes too.
+func TestImportToServer(t *testing.T) {
+	p := startServe(t, t.TempDir(), serveTestConfig)
+	at := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
+	grant := func(id, who string) string {
+		return string(marshal(t, ev(id, event.GrantAdded, at, event.Data{Subject: who, Action: "db.table.drop", Resource: "db:prod/orders"})))
+	}
+	tmp := t.TempDir()
+	lines := writeFile(t, tmp, "mixed.jsonl", []byte(strings.Join([]string{
+		grant("1", "user:ann"),
+		`{"specversion":"1.0","id":"2","source":"x","type":"grant.added","time":"2026-01-05T10:00:00Z","data":{"subject":"user:bob"}}`,
+		`{"specversion": broken`,
+		grant("3", "user:cy"),
+	}, "\n")+"\n"))
+	r := runIn(t, "", nil, "import", "--server", p.api, "--token", p.token, "-o", "json", lines)
+	if r.code != 2 {
+		t.Fatalf("import --server with bad lines: %s", r)
+	}
+	sum := parseImport(t, r.stdout)
+	if sum.Accepted != 2 || len(sum.Rejected) != 2 || !strings.Contains(string(sum.Rejected[0]), `"index": 1`) || !strings.Contains(string(sum.Rejected[1]), `"index": 2`) {
+		t.Fatalf("summary %+v", sum)
+	}
+	var arr bytes.Buffer
+	json.Indent(&arr, []byte("["+grant("4", "user:dee")+","+grant("1", "user:ann")+"]"), "", "  ")
+	array := writeFile(t, tmp, "array.json", arr.Bytes())
+	t.Setenv("WHOCOULD_TOKEN", p.token)
+	r = mustRun(t, 0, "", nil, "import", "--server", p.api, "-o", "json", array)
+	if sum = parseImport(t, r.stdout); sum.Accepted != 1 || sum.Duplicates != 1 {
+		t.Fatalf("array summary %+v", sum)
+	}
+	_, ans := p.get(t, fmt.Sprintf("/v1/who-could?action=db.table.drop&resource=db:prod/orders&at=2026-01-06T00:00:00Z&min_position=%d", sum.Projected))
+	if got := principalsOf(ans); strings.Join(got, ",") != "user:ann,user:cy,user:dee" {
+		t.Fatalf("who-could after import --server: %v", got)
+	}
+	_, dl := p.get(t, "/v1/deadletters")
+	if letters, _ := dl["deadletters"].([]any); len(letters) != 1 {
+		t.Fatalf("server dead letters: %v", dl)
+	}
+	// No token, or a wrong one: usage errors.
+	t.Setenv("WHOCOULD_TOKEN", "")
+	if r := runIn(t, "", nil, "import", "--server", p.api, lines); r.code != 2 || !strings.Contains(r.stderr, "needs a token") {
+		t.Fatalf("no token: %s", r)
+	}
+	if r := runIn(t, "", nil, "import", "--server", p.api, "--token", "nope", lines); r.code != 2 || !strings.Contains(r.stderr, "401") {
+		t.Fatalf("wrong token: %s", r)
 	}
 }
