@@ -139,7 +139,7 @@ func runServe(ctx context.Context, cfg serveConfig, logger *slog.Logger, hooks s
 	projCtx, stopProjector := context.WithCancel(context.Background())
 	defer stopProjector()
 	if cfg.has(targetProjector) {
-		run(projCtx, "projector", s.proj.Run)
+		run(projCtx, "projector", func(ctx context.Context) error { return keepProjecting(ctx, s, logger) })
 	}
 	srcCtx, stopSources := context.WithCancel(context.Background())
 	defer stopSources()
@@ -233,6 +233,26 @@ func keepRunning(ctx context.Context, src ingest.Source, h ingest.Handler, logge
 			return nil
 		}
 		logger.Warn("source stopped, starting it again", "source", src.Name(), "error", err, "in", wait)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
+}
+
+// keepProjecting runs the projector until ctx ends, starting it again (with back-off) when the
+// log or the store fails: it resumes from the store's checkpoint, and whatever it applies twice
+// changes nothing.
+func keepProjecting(ctx context.Context, s *stack, logger *slog.Logger) error {
+	wait := 100 * time.Millisecond
+	for {
+		err := s.proj.Run(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		logger.Error("projector stopped, starting it again", "error", err, "in", wait)
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():

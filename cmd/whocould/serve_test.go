@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/whocould/whocould/event"
+	"github.com/whocould/whocould/eventlog"
 )
 
 // serveProc is a running `whocould serve`.
@@ -364,4 +365,66 @@ func TestImportToServer(t *testing.T) {
 	if r := runIn(t, "", nil, "import", "--server", p.api, "--token", "nope", lines); r.code != 2 || !strings.Contains(r.stderr, "401") {
 		t.Fatalf("wrong token: %s", r)
 	}
+}
+
+// TestServeExternalNATSRestart: with the log and the inbox on an external NATS server, a restart
+// of that server mid-stream loses nothing: the service reconnects, and every event published
+// before and after becomes queryable.
+func TestServeExternalNATSRestart(t *testing.T) {
+	tmp := t.TempDir()
+	addr := freeAddr(t)
+	start := func() *eventlog.Embedded {
+		srv, err := eventlog.StartEmbedded(eventlog.EmbeddedConfig{Dir: filepath.Join(tmp, "external-nats"), Listen: addr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return srv
+	}
+	ext := start()
+	defer func() { ext.Shutdown() }()
+	p := startServe(t, filepath.Join(tmp, "data"), fmt.Sprintf("nats:\n  url: nats://%s\napi:\n  listen: 127.0.0.1:0\n", addr))
+
+	nc, err := nats.Connect("nats://"+addr, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	at := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
+	publish := func(from, to int) {
+		for i := from; i < to; i++ {
+			b := marshal(t, ev(fmt.Sprintf("x%d", i), event.GrantAdded, at, event.Data{Subject: fmt.Sprintf("user:u%05d", i), Action: "db.table.read", Resource: "db:ext"}))
+			for {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				_, err := js.Publish(ctx, "whocould.in.changes.ext", b)
+				cancel()
+				if err == nil {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	}
+	count := func() int {
+		_, ans := p.get(t, "/v1/who-could?action=db.table.read&resource=db:ext&at=2026-01-06T00:00:00Z")
+		return len(principalsOf(ans))
+	}
+	waitCount := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		for count() != n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d queryable:\n%s", count(), n, p.log())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	publish(0, 500)
+	waitCount(500)
+	ext.Shutdown()
+	time.Sleep(300 * time.Millisecond)
+	ext = start()
+	publish(500, 1000)
+	waitCount(1000)
+	p.stop(t)
 }
