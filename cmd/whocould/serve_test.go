@@ -428,3 +428,20 @@ func TestServeExternalNATSRestart(t *testing.T) {
 	waitCount(1000)
 	p.stop(t)
 }
+
+// TestDeployConfigs: every configuration in deploy/ loads and passes Validate.
+func TestDeployConfigs(t *testing.T) {
+	files, _ := filepath.Glob("../../deploy/*.yaml")
+	if len(files) < 3 {
+		t.Fatalf("deploy/ holds %d configurations", len(files))
+	}
+	for _, f := range files {
+		cfg, err := loadServeConfig(f)
+		if err == nil {
+			err = cfg.Validate()
+		}
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
