@@ -90,6 +90,13 @@ func (in *Ingester) HandleResult(ctx context.Context, batch []Message) (Result, 
 // DecodeMessage appends the events of m to items: decoded ones, and bad ones with their error
 // and raw bytes (for the dead letters). Only a failure to read is returned.
 func DecodeMessage(items []Item, m Message) ([]Item, error) {
+	// The common case, one event per message, without a streaming decoder; anything else, or
+	// anything wrong, goes the long way, which says exactly where and what.
+	if b := bytes.TrimSpace(m.Data); len(b) > 0 && b[0] == '{' {
+		if e, err := event.Unmarshal(b); err == nil {
+			return append(items, Item{Event: e, Raw: m.Data, Where: m.Where}), nil
+		}
+	}
 	name := m.Source
 	if m.Where != "" {
 		name += " " + m.Where
