@@ -22,19 +22,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/whocould/whocould/access"
-	"github.com/whocould/whocould/deadletter"
 	"github.com/whocould/whocould/ingest"
 )
-
-// DeadLetters is what the API reads of the dead letters.
-type DeadLetters interface {
-	List(ctx context.Context, fn func(deadletter.Letter) error) error
-}
 
 // Only /healthz and /readyz answer without a token; /metrics needs the read scope.
 
 // Config wires the API to the rest of the process. Querier and Tokens are required; a nil
-// Ingest or DeadLetters leaves its endpoints out (404), for targets that do not run them.
+// Ingest or DeadLetters leaves its endpoints out (404), for targets that do not run them (the
+// dead letters' replay needs both).
 type Config struct {
 	Querier access.Querier
 	// Projected is the log position the projection has applied (for min_position).
@@ -125,7 +120,9 @@ func New(cfg Config) (*Server, error) {
 		s.route("POST /v1/events", ScopeEventsWrite, s.postEvents)
 	}
 	if cfg.DeadLetters != nil {
-		s.route("GET /v1/deadletters", ScopeAdmin, s.deadLetters)
+		if err := s.deadLetterRoutes(); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -347,48 +344,6 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request, tok *Token) 
 		return
 	}
 	writeJSON(w, http.StatusAccepted, res)
-}
-
-func (s *Server) deadLetters(w http.ResponseWriter, r *http.Request, _ *Token) {
-	if err := checkParams(r, "after", "limit"); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	var after uint64
-	limit := 100
-	if v := r.URL.Query().Get("after"); v != "" {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("parameter after %q: not a dead-letter number", v))
-			return
-		}
-		after = n
-	}
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 10000 {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("parameter limit %q: want 1 to 10000", v))
-			return
-		}
-		limit = n
-	}
-	letters := []deadletter.Letter{}
-	errFull := errors.New("full")
-	err := s.cfg.DeadLetters.List(r.Context(), func(l deadletter.Letter) error {
-		if l.Seq <= after {
-			return nil
-		}
-		if len(letters) == limit {
-			return errFull
-		}
-		letters = append(letters, l)
-		return nil
-	})
-	if err != nil && !errors.Is(err, errFull) {
-		writeError(w, http.StatusInternalServerError, "read dead letters: "+err.Error())
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"deadletters": letters, "more": errors.Is(err, errFull)})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -28,6 +28,7 @@ type service struct {
 	url   string
 	store *embedded.Store
 	log   *eventlog.JetStreamLog
+	dead  *deadletter.File
 }
 
 const (
@@ -88,7 +89,7 @@ func start(t *testing.T, maxBody int64) *service {
 		nc.Close()
 		srv.Shutdown()
 	})
-	return &service{url: hs.URL, store: st, log: lg}
+	return &service{url: hs.URL, store: st, log: lg, dead: dead}
 }
 
 func (s *service) do(t *testing.T, method, path, secret, contentType, body string) (int, map[string]any) {

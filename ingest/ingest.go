@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/whocould/whocould/deadletter"
 	"github.com/whocould/whocould/event"
@@ -66,6 +67,8 @@ type Ingester struct {
 	dead    DeadLetters
 	l       *slog.Logger
 	metrics *Metrics // nil: not counted
+	// replaying is held while dead letters are replayed, one replay at a time.
+	replaying sync.Mutex
 }
 
 // New returns an ingester appending to log and dead-lettering to dead.
@@ -88,6 +91,24 @@ func Kind(t event.Type) string {
 // it returns without error, every accepted event is durable in the log and every rejected one
 // in the dead letters. source names where the batch came from (a file name, "http").
 func (in *Ingester) Ingest(ctx context.Context, source string, items []Item) (Result, error) {
+	res, _, err := in.ingest(ctx, source, items)
+	return res, err
+}
+
+// check validates a decoded item and encodes its event for the log.
+func check(it *Item) ([]byte, error) {
+	if it.Err != nil {
+		return nil, it.Err
+	}
+	if err := event.Validate(&it.Event); err != nil {
+		return nil, err
+	}
+	return event.Marshal(&it.Event)
+}
+
+// ingest is Ingest, also returning the log position of the last event appended or found
+// already there (a duplicate), 0 when none.
+func (in *Ingester) ingest(ctx context.Context, source string, items []Item) (Result, uint64, error) {
 	res := Result{Rejected: []Rejection{}}
 	var (
 		entries []eventlog.Entry
@@ -96,13 +117,7 @@ func (in *Ingester) Ingest(ctx context.Context, source string, items []Item) (Re
 	)
 	for i := range items {
 		it := &items[i]
-		err := it.Err
-		var data []byte
-		if err == nil {
-			if err = event.Validate(&it.Event); err == nil {
-				data, err = event.Marshal(&it.Event)
-			}
-		}
+		data, err := check(it)
 		if err != nil {
 			id := it.ID
 			if id == "" {
@@ -118,17 +133,19 @@ func (in *Ingester) Ingest(ctx context.Context, source string, items []Item) (Re
 	}
 	if in.dead != nil && len(letters) > 0 {
 		if err := in.dead.Add(ctx, letters...); err != nil {
-			return res, fmt.Errorf("ingest %s: %w", source, err)
+			return res, 0, fmt.Errorf("ingest %s: %w", source, err)
 		}
 	}
 	if len(entries) == 0 {
-		return res, nil
+		return res, 0, nil
 	}
 	app, err := in.log.Append(ctx, entries)
 	if err != nil {
-		return res, fmt.Errorf("ingest %s: %w", source, err)
+		return res, 0, fmt.Errorf("ingest %s: %w", source, err)
 	}
+	var last uint64
 	for i, a := range app {
+		last = max(last, a.Position)
 		if a.Duplicate {
 			res.Duplicates++
 			in.metrics.count(source, types[i], "duplicate")
@@ -138,5 +155,5 @@ func (in *Ingester) Ingest(ctx context.Context, source string, items []Item) (Re
 		res.Accepted++
 		res.Position = max(res.Position, a.Position)
 	}
-	return res, nil
+	return res, last, nil
 }

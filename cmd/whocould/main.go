@@ -82,7 +82,7 @@ func newRoot() *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &flagError{err} })
 	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", "./whocould-data", "the embedded data directory")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
-	root.AddCommand(newImport(g), newQuery(g), newRebuild(g), newDemo(g), newBench(g), newServe(g))
+	root.AddCommand(newImport(g), newQuery(g), newRebuild(g), newDemo(g), newBench(g), newServe(g), newDeadLetter(g), newHealthcheck())
 	// Cobra adds these when executing; add them now so that they get the treatment below.
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()

@@ -179,7 +179,7 @@ func (s *stack) close() {
 type rejects struct{ d *deadletter.File }
 
 func (r rejects) Reject(ctx context.Context, m eventlog.Message, reason error) error {
-	return r.d.Add(ctx, deadletter.NewLetter("eventlog", fmt.Sprintf("log position %d", m.Position), "", m.Data, reason))
+	return r.d.Add(ctx, deadletter.NewLetter(ingest.SourceEventLog, fmt.Sprintf("log position %d", m.Position), "", m.Data, reason))
 }
 
 // projectWhile runs fn (which appends to the log) while the projector follows the log on
