@@ -26,8 +26,10 @@ import (
 	"testing"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/whocould/whocould/event"
 	"github.com/whocould/whocould/eventlog"
@@ -492,4 +494,45 @@ func TestServeTLS(t *testing.T) {
 		t.Fatal("plain HTTP answered on the TLS port")
 	}
 	p.stop(t)
+}
+
+// TestServeNATSNKey: serve reaches an external NATS server that requires an nkey, with the
+// seed file of the config; a wrong seed fails at start with the server's reason.
+func TestServeNATSNKey(t *testing.T) {
+	tmp := t.TempDir()
+	user, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := user.PublicKey()
+	seed, _ := user.Seed()
+	opts := &natsserver.Options{Host: "127.0.0.1", Port: natsserver.RANDOM_PORT, JetStream: true, StoreDir: filepath.Join(tmp, "js"),
+		Nkeys: []*natsserver.NkeyUser{{Nkey: pub}}, NoSigs: true, NoLog: true}
+	srv, err := natsserver.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	defer srv.Shutdown()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	seedFile := writeFile(t, tmp, "whocould.nk", seed)
+	p := startServe(t, filepath.Join(tmp, "data"), fmt.Sprintf("nats:\n  url: %s\n  nkey_file: %s\napi:\n  listen: 127.0.0.1:0\n", srv.ClientURL(), seedFile))
+	at := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
+	res := p.post(t, marshal(t, ev("k1", event.GrantAdded, at, event.Data{Subject: "user:ann", Action: "db.table.drop", Resource: "db:prod/orders"})))
+	_, ans := p.get(t, fmt.Sprintf("/v1/who-could?action=db.table.drop&resource=db:prod/orders&at=2026-01-06T00:00:00Z&min_position=%d", uint64(res["position"].(float64))))
+	if got := principalsOf(ans); len(got) != 1 {
+		t.Fatalf("who-could through an nkey-protected cluster: %v", got)
+	}
+	p.stop(t)
+
+	other, _ := nkeys.CreateUser()
+	otherSeed, _ := other.Seed()
+	badFile := writeFile(t, tmp, "other.nk", otherSeed)
+	cfg := writeFile(t, tmp, "bad.yaml", []byte(fmt.Sprintf("nats:\n  url: %s\n  nkey_file: %s\napi:\n  listen: 127.0.0.1:0\n", srv.ClientURL(), badFile)))
+	r := mustRun(t, 1, tmp, nil, "serve", "--config", cfg, "--data-dir", filepath.Join(tmp, "data2"))
+	if !strings.Contains(strings.ToLower(r.stderr), "authorization violation") {
+		t.Fatalf("wrong nkey: %s", r)
+	}
 }
