@@ -500,7 +500,7 @@ func TestEmbeddedListenAndLogger(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		return buf.Write(p)
-	}), nil))
+	}), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv, err := StartEmbedded(EmbeddedConfig{Dir: t.TempDir(), Listen: "127.0.0.1:0", Logger: logger})
 	if err != nil {
 		t.Fatal(err)
