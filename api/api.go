@@ -68,9 +68,6 @@ type metrics struct {
 
 // New checks cfg and builds the server.
 func New(cfg Config) (*Server, error) {
-	if cfg.Querier == nil {
-		return nil, errors.New("api: no querier")
-	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 16 << 20
 	}
@@ -113,8 +110,10 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	metricsHandler := promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry})
 	s.route("GET /metrics", ScopeRead, func(w http.ResponseWriter, r *http.Request, _ *Token) { metricsHandler.ServeHTTP(w, r) })
-	for _, ask := range []string{access.AskWhoCould, access.AskWhatCould, access.AskExplain, access.AskHistory} {
-		s.route("GET /v1/"+ask, ScopeRead, s.query(ask))
+	if cfg.Querier != nil {
+		for _, ask := range []string{access.AskWhoCould, access.AskWhatCould, access.AskExplain, access.AskHistory} {
+			s.route("GET /v1/"+ask, ScopeRead, s.query(ask))
+		}
 	}
 	if cfg.Ingest != nil {
 		s.route("POST /v1/events", ScopeEventsWrite, s.postEvents)

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -96,7 +97,7 @@ type serveHooks struct {
 // calls and finishes the ones in hand, the sources finish their batch, the audit appends what
 // it holds, the projector applies what it read and checkpoints.
 func runServe(ctx context.Context, cfg serveConfig, logger *slog.Logger, hooks serveHooks) error {
-	opts := stackOptions{lock: hooks.lock, progress: func(done, last uint64) {
+	opts := stackOptions{lock: hooks.lock, noStore: !cfg.has(targetProjector), progress: func(done, last uint64) {
 		logger.Info("catching up with the log", "position", done, "last", last)
 	}}
 	if cfg.NATS.URL != "" {
@@ -138,8 +139,9 @@ func runServe(ctx context.Context, cfg serveConfig, logger *slog.Logger, hooks s
 	}
 	projCtx, stopProjector := context.WithCancel(context.Background())
 	defer stopProjector()
+	health := &serviceHealth{stack: s}
 	if cfg.has(targetProjector) {
-		run(projCtx, "projector", func(ctx context.Context) error { return keepProjecting(ctx, s, logger) })
+		run(projCtx, "projector", func(ctx context.Context) error { return keepProjecting(ctx, s, health, logger) })
 	}
 	srcCtx, stopSources := context.WithCancel(context.Background())
 	defer stopSources()
@@ -155,17 +157,26 @@ func runServe(ctx context.Context, cfg serveConfig, logger *slog.Logger, hooks s
 	auditCtx, stopAudit := context.WithCancel(context.Background())
 	defer stopAudit()
 	var httpSrv *http.Server
-	info := served{Token: adminSecret, position: s.proj.Position, stack: s}
+	info := served{Token: adminSecret, position: s.projected, stack: s}
 	if s.nats != nil {
 		info.NATSURL = s.nats.ClientURL()
 	}
-	if cfg.has(targetAPI) {
+	// Every process answers on api.listen: the queries with the api target, and always the
+	// health checks, the metrics and (with ingest) POST /v1/events.
+	{
 		audit := api.NewAudit(s.ingest, 0, logger)
 		run(auditCtx, "audit", audit.Run)
-		h, err := api.New(api.Config{
-			Querier: s.store, Projected: s.proj.Position, Ingest: s.ingest, DeadLetters: s.dead, Tokens: tokens,
+		acfg := api.Config{
+			Projected: s.projected, Ingest: s.ingest, DeadLetters: s.dead, Tokens: tokens, Ready: health.ready,
 			Audit: audit, Registry: reg, MaxBodyBytes: cfg.API.MaxBodyBytes, MaxWait: cfg.API.MaxWait, Logger: logger,
-		})
+		}
+		if cfg.has(targetAPI) {
+			acfg.Querier = s.store
+		}
+		if !cfg.has(targetIngest) && !cfg.has(targetAPI) {
+			acfg.Ingest = nil
+		}
+		h, err := api.New(acfg)
 		if err != nil {
 			return err
 		}
@@ -185,7 +196,7 @@ func runServe(ctx context.Context, cfg serveConfig, logger *slog.Logger, hooks s
 		info.APIURL = scheme + "://" + ln.Addr().String()
 	}
 	logger.Info("whocould serving", "targets", strings.Join(cfg.Targets, ","), "api", info.APIURL, "nats", info.NATSURL,
-		"data_dir", cfg.DataDir, "position", s.proj.Position())
+		"data_dir", cfg.DataDir, "position", s.projected())
 	if hooks.ready != nil {
 		hooks.ready(info)
 	}
@@ -213,7 +224,7 @@ func runServe(ctx context.Context, cfg serveConfig, logger *slog.Logger, hooks s
 	case <-sctx.Done():
 		return errors.Join(runErr, fmt.Errorf("shutdown: parts still running after %s", cfg.Shutdown))
 	}
-	logger.Info("stopped", "position", s.proj.Position())
+	logger.Info("stopped", "position", s.projected())
 	return runErr
 }
 
@@ -245,13 +256,14 @@ func keepRunning(ctx context.Context, src ingest.Source, h ingest.Handler, logge
 // keepProjecting runs the projector until ctx ends, starting it again (with back-off) when the
 // log or the store fails: it resumes from the store's checkpoint, and whatever it applies twice
 // changes nothing.
-func keepProjecting(ctx context.Context, s *stack, logger *slog.Logger) error {
+func keepProjecting(ctx context.Context, s *stack, health *serviceHealth, logger *slog.Logger) error {
 	wait := 100 * time.Millisecond
 	for {
 		err := s.proj.Run(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
+		health.projector.Store(&err)
 		logger.Error("projector stopped, starting it again", "error", err, "in", wait)
 		select {
 		case <-time.After(wait):
@@ -260,6 +272,29 @@ func keepProjecting(ctx context.Context, s *stack, logger *slog.Logger) error {
 		}
 		wait = min(2*wait, 10*time.Second)
 	}
+}
+
+// serviceHealth is what /readyz reports: not ready while the projector keeps failing (it is
+// ready again once it has caught up with the log after a failure).
+type serviceHealth struct {
+	projector atomic.Pointer[error]
+	stack     *stack
+}
+
+func (h *serviceHealth) ready(ctx context.Context) error {
+	p := h.projector.Load()
+	if p == nil {
+		return nil
+	}
+	last, err := h.stack.log.Last(ctx)
+	if err != nil {
+		return fmt.Errorf("the log cannot be read: %w", err)
+	}
+	if h.stack.proj.Position() >= last {
+		h.projector.CompareAndSwap(p, nil)
+		return nil
+	}
+	return fmt.Errorf("the projector failed (%v) and has not caught up yet (position %d of %d)", *p, h.stack.proj.Position(), last)
 }
 
 // serveSources are the sources the ingest target reads: the NATS inbox (changes and decisions
@@ -374,6 +409,12 @@ func registerPipelineMetrics(reg *prometheus.Registry, s *stack) {
 	}
 	reg.MustRegister(
 		gauge("log_position", "Position of the last event in the log (-1: the log cannot be read).", last),
+		gauge("deadletters", "Dead letters kept so far.", func() float64 { return float64(s.dead.Count()) }),
+	)
+	if s.proj == nil {
+		return
+	}
+	reg.MustRegister(
 		gauge("projection_position", "Log position the projection has applied.", func() float64 { return float64(s.proj.Position()) }),
 		gauge("projector_lag_events", "Events in the log not yet applied by the projector.", func() float64 {
 			return max(0, last()-float64(s.proj.Position()))
@@ -387,7 +428,6 @@ func registerPipelineMetrics(reg *prometheus.Registry, s *stack) {
 			}
 			return 0
 		}),
-		gauge("deadletters", "Dead letters kept so far.", func() float64 { return float64(s.dead.Count()) }),
 		gauge("projector_rejected", "Log messages the projector could not decode (dead-lettered).", func() float64 { return float64(s.proj.Rejected()) }),
 	)
 }

@@ -536,3 +536,58 @@ func TestServeNATSNKey(t *testing.T) {
 		t.Fatalf("wrong nkey: %s", r)
 	}
 }
+
+// TestServeTargets: one process ingests, another projects and answers, on the log of a shared
+// NATS server; the ingest-only process has no store and no queries, but its health, metrics
+// and POST /v1/events.
+func TestServeTargets(t *testing.T) {
+	tmp := t.TempDir()
+	ext, err := eventlog.StartEmbedded(eventlog.EmbeddedConfig{Dir: filepath.Join(tmp, "nats"), Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ext.Shutdown()
+	in := startServe(t, filepath.Join(tmp, "ingest"), fmt.Sprintf("targets: [ingest]\nnats:\n  url: %s\napi:\n  listen: 127.0.0.1:0\n", ext.ClientURL()))
+	out := startServe(t, filepath.Join(tmp, "query"), fmt.Sprintf("targets: [projector, api]\nnats:\n  url: %s\napi:\n  listen: 127.0.0.1:0\n", ext.ClientURL()))
+	if _, err := os.Stat(filepath.Join(tmp, "ingest", "store")); !os.IsNotExist(err) {
+		t.Fatalf("the ingest-only process made a store: %v", err)
+	}
+	at := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
+	grant := func(id, who string) []byte {
+		return marshal(t, ev(id, event.GrantAdded, at, event.Data{Subject: who, Action: "db.table.drop", Resource: "db:prod/orders"}))
+	}
+	nc, err := nats.Connect(ext.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if _, err := js.Publish(context.Background(), "whocould.in.changes.okta", grant("t1", "user:ann")); err != nil {
+		t.Fatal(err)
+	}
+	in.post(t, grant("t2", "user:bob"))
+	who := "/v1/who-could?action=db.table.drop&resource=db:prod/orders&at=2026-01-06T00:00:00Z"
+	deadline := time.Now().Add(30 * time.Second)
+	var got []string
+	for time.Now().Before(deadline) {
+		_, ans := out.get(t, who)
+		if got = principalsOf(ans); len(got) == 2 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if strings.Join(got, ",") != "user:ann,user:bob" {
+		t.Fatalf("who-could on the query process: %v", got)
+	}
+	if code, _ := in.get(t, who); code != http.StatusNotFound {
+		t.Fatalf("who-could on the ingest-only process = %d, want 404", code)
+	}
+	if code, _ := in.get(t, "/readyz"); code != 200 {
+		t.Fatalf("readyz on the ingest-only process = %d", code)
+	}
+	if v := metricValue(t, in, "whocould_log_position"); v < 2 {
+		t.Fatalf("log position on the ingest-only process: %v", v)
+	}
+	in.stop(t)
+	out.stop(t)
+}

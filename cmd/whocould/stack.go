@@ -51,6 +51,9 @@ type stackOptions struct {
 	lock *os.File
 	// natsListen is where the embedded NATS server takes connections ("": in-process only).
 	natsListen string
+	// noStore leaves the store and the projector out (store and proj nil): for processes that
+	// only ingest.
+	noStore bool
 	// natsConnect, when set, connects to an external NATS cluster, which then holds the event
 	// log, instead of running the embedded server.
 	natsConnect func() (*nats.Conn, error)
@@ -142,15 +145,26 @@ func openStack(ctx context.Context, dir string, logger *slog.Logger, opts stackO
 	if err := recoverStore(dir); err != nil {
 		return nil, fmt.Errorf("recover the store after an interrupted rebuild: %w", err)
 	}
+	s.ingest = ingest.New(s.log, s.dead, logger)
+	if opts.noStore {
+		return s, nil
+	}
 	if s.store, err = embedded.Open(embedded.Config{Dir: filepath.Join(dir, "store"), Logger: logger}); err != nil {
 		return nil, err
 	}
 	s.proj = projector.New(s.log, s.store, rejects{s.dead}, projector.Config{Logger: logger, Progress: opts.progress})
-	s.ingest = ingest.New(s.log, s.dead, logger)
 	if _, err := s.proj.CatchUp(ctx); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// projected is the log position the store has applied (0 without a store).
+func (s *stack) projected() uint64 {
+	if s.proj == nil {
+		return 0
+	}
+	return s.proj.Position()
 }
 
 // close releases everything, in order; it does not checkpoint.
