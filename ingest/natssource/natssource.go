@@ -5,7 +5,6 @@ package natssource
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -159,22 +158,40 @@ func (s *Source) Run(ctx context.Context, handle ingest.Handler) error {
 		}
 	}
 	backoff.reset()
+	// A pull subscription that keeps up to two batches coming while one is handled.
+	it, err := cons.Messages(jetstream.PullMaxMessages(2 * s.cfg.Batch))
+	if err != nil {
+		return fmt.Errorf("nats source %s: consume: %w", s.cfg.Stream, err)
+	}
+	defer func() { it.Stop() }()
 	batch := make([]ingest.Message, 0, s.cfg.Batch)
 	msgs := make([]jetstream.Msg, 0, s.cfg.Batch)
+	add := func(m jetstream.Msg) {
+		where := "stream " + s.cfg.Stream
+		if md, err := m.Metadata(); err == nil {
+			where = fmt.Sprintf("stream %s sequence %d", s.cfg.Stream, md.Sequence.Stream)
+		}
+		batch = append(batch, ingest.Message{Data: m.Data(), Source: "nats:" + m.Subject(), Where: where})
+		msgs = append(msgs, m)
+	}
 	for ctx.Err() == nil {
-		res, err := cons.Fetch(s.cfg.Batch, jetstream.FetchMaxWait(max(s.cfg.MaxWait, time.Millisecond)))
+		batch, msgs = batch[:0], msgs[:0]
+		m, err := it.Next(jetstream.NextContext(ctx))
 		if err == nil {
-			batch, msgs = batch[:0], msgs[:0]
-			for m := range res.Messages() {
-				md, merr := m.Metadata()
-				where := "stream " + s.cfg.Stream
-				if merr == nil {
-					where = fmt.Sprintf("stream %s sequence %d", s.cfg.Stream, md.Sequence.Stream)
+			// The first message opens a batch; it closes when full or MaxWait later.
+			add(m)
+			bctx, cancel := context.WithTimeout(ctx, s.cfg.MaxWait)
+			for len(msgs) < s.cfg.Batch {
+				m, err = it.Next(jetstream.NextContext(bctx))
+				if err != nil {
+					break
 				}
-				batch = append(batch, ingest.Message{Data: m.Data(), Source: "nats:" + m.Subject(), Where: where})
-				msgs = append(msgs, m)
+				add(m)
 			}
-			err = res.Error()
+			cancel()
+			if bctx.Err() != nil && ctx.Err() == nil {
+				err = nil // the batch's time is up: not an error
+			}
 		}
 		if len(msgs) > 0 {
 			if herr := handle(ctx, batch); herr != nil {
@@ -191,17 +208,18 @@ func (s *Source) Run(ctx context.Context, handle ingest.Handler) error {
 			}
 			backoff.reset()
 		}
-		if err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
-			if ctx.Err() != nil {
-				return nil
-			}
-			s.cfg.Logger.Warn("nats source: fetch failed, retrying", "stream", s.cfg.Stream, "error", err)
+		if err != nil && ctx.Err() == nil {
+			s.cfg.Logger.Warn("nats source: consuming failed, retrying", "stream", s.cfg.Stream, "error", err)
 			if !backoff.wait(ctx) {
 				return nil
 			}
 			// After a server restart the consumer may be gone (memory storage, a new cluster).
 			if c, cerr := s.consumer(ctx, js); cerr == nil {
 				cons = c
+			}
+			if next, cerr := cons.Messages(jetstream.PullMaxMessages(2 * s.cfg.Batch)); cerr == nil {
+				it.Stop()
+				it = next
 			}
 		}
 	}
