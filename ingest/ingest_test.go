@@ -11,6 +11,34 @@ import (
 	"github.com/whocould/whocould/ingest"
 )
 
+// pipeline is a real event log on an embedded NATS server, dead letters and an ingester
+// appending to them, all closed when the test ends.
+func pipeline(t *testing.T) (*eventlog.JetStreamLog, *deadletter.File, *ingest.Ingester) {
+	t.Helper()
+	dir := t.TempDir()
+	srv, err := eventlog.StartEmbedded(eventlog.EmbeddedConfig{Dir: filepath.Join(dir, "nats")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	log, err := eventlog.Open(context.Background(), nc, eventlog.Config{Dir: filepath.Join(dir, "eventlog")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { log.Close() })
+	dead, err := deadletter.Open(filepath.Join(dir, "deadletters.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dead.Close() })
+	return log, dead, ingest.New(log, dead, nil)
+}
+
 func grant(id, subject string) string {
 	return `{"specversion":"1.0","id":"` + id + `","source":"okta","type":"grant.added","time":"2026-01-05T10:00:00Z",` +
 		`"data":{"subject":"` + subject + `","role":"role:admin","resource":"db:prod"}}`
@@ -21,28 +49,7 @@ func grant(id, subject string) string {
 // dead-letters each bad one with where it was and why.
 func TestHandleMixedBatch(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	srv, err := eventlog.StartEmbedded(eventlog.EmbeddedConfig{Dir: filepath.Join(dir, "nats")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	log, err := eventlog.Open(ctx, nc, eventlog.Config{Dir: filepath.Join(dir, "eventlog")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
-	dead, err := deadletter.Open(filepath.Join(dir, "deadletters.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dead.Close()
-	in := ingest.New(log, dead, nil)
+	log, dead, in := pipeline(t)
 	batch := []ingest.Message{
 		{Source: "nats:whocould.in.okta", Where: "sequence 1", Data: []byte(grant("1", "user:ann"))},
 		{Source: "nats:whocould.in.okta", Where: "sequence 2", Data: []byte("[" + grant("2", "user:bob") + "," + grant("3", "user:cy") + "]")},

@@ -3,13 +3,11 @@ package ingest_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/whocould/whocould/deadletter"
 	"github.com/whocould/whocould/event"
-	"github.com/whocould/whocould/eventlog"
 	"github.com/whocould/whocould/ingest"
 )
 
@@ -17,28 +15,7 @@ import (
 // letter, letters of the log itself are refused, and an unknown letter fails the whole call.
 func TestReplay(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	srv, err := eventlog.StartEmbedded(eventlog.EmbeddedConfig{Dir: filepath.Join(dir, "nats")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	log, err := eventlog.Open(ctx, nc, eventlog.Config{Dir: filepath.Join(dir, "eventlog")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
-	dead, err := deadletter.Open(filepath.Join(dir, "deadletters.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dead.Close()
-	in := ingest.New(log, dead, nil)
+	log, dead, in := pipeline(t)
 
 	// Already in the log: grant 1.
 	if res, err := in.Ingest(ctx, "http:writer", []ingest.Item{{Event: mustDecode(t, grant("1", "user:ann"))}}); err != nil || res.Accepted != 1 {
@@ -48,7 +25,7 @@ func TestReplay(t *testing.T) {
 	// bad bytes, and an undecodable log message.
 	older := errors.New("refused by an older version")
 	bad := strings.Replace(grant("5", "user:eve"), `"role":"role:admin",`, "", 1)
-	err = dead.Add(ctx,
+	err := dead.Add(ctx,
 		deadletter.NewLetter("nats:whocould.in.okta", "sequence 7", "2", []byte(grant("2", "user:bob")), older),               // 1
 		deadletter.NewLetter("kafka:changes", "partition 0 offset 8", "5", []byte(bad), older),                                // 2
 		deadletter.NewLetter("eventlog", "log position 3", "", []byte("garbage"), older),                                      // 3

@@ -265,7 +265,7 @@ func (s *Source) Run(ctx context.Context, handle ingest.Handler) error {
 		}
 	}()
 	topics := strings.Join(s.cfg.Topics, ",")
-	backoff := newBackoff()
+	var backoff ingest.Backoff
 	batch := make([]ingest.Message, 0, s.cfg.Batch)
 	msgs := make([]kafka.Message, 0, s.cfg.Batch)
 	for ctx.Err() == nil {
@@ -312,7 +312,7 @@ func (s *Source) Run(ctx context.Context, handle ingest.Handler) error {
 			}
 			cancel()
 			msgs = msgs[:0]
-			backoff.reset()
+			backoff.Reset()
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
@@ -321,30 +321,10 @@ func (s *Source) Run(ctx context.Context, handle ingest.Handler) error {
 			// kafka-go reconnects by itself; what reaches here is its report of a failure it
 			// keeps retrying (a broker away, a rebalance): wait and read on.
 			s.cfg.Logger.Warn("kafka source: fetch failed, retrying", "topics", topics, "error", err)
-			if !backoff.wait(ctx) {
+			if !backoff.Wait(ctx) {
 				return nil
 			}
 		}
 	}
 	return nil
-}
-
-// backoff waits 50ms, 100ms, ... up to 5s between retries.
-type backoff struct{ d time.Duration }
-
-func newBackoff() *backoff { return &backoff{d: 50 * time.Millisecond} }
-
-func (b *backoff) reset() { b.d = 50 * time.Millisecond }
-
-// wait sleeps the current delay and doubles it; false when ctx ended first.
-func (b *backoff) wait(ctx context.Context) bool {
-	t := time.NewTimer(b.d)
-	defer t.Stop()
-	b.d = min(2*b.d, 5*time.Second)
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

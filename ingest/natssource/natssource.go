@@ -145,25 +145,27 @@ func (s *Source) Run(ctx context.Context, handle ingest.Handler) error {
 		return fmt.Errorf("nats source: %w", err)
 	}
 	var cons jetstream.Consumer
-	backoff := newBackoff()
+	var backoff ingest.Backoff
 	for cons == nil {
 		if cons, err = s.consumer(ctx, js); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			s.cfg.Logger.Warn("nats source: cannot reach the inbox, retrying", "stream", s.cfg.Stream, "error", err)
-			if !backoff.wait(ctx) {
+			if !backoff.Wait(ctx) {
 				return nil
 			}
 		}
 	}
-	backoff.reset()
+	backoff.Reset()
 	// A pull subscription that keeps up to two batches coming while one is handled.
 	it, err := cons.Messages(jetstream.PullMaxMessages(2 * s.cfg.Batch))
 	if err != nil {
 		return fmt.Errorf("nats source %s: consume: %w", s.cfg.Stream, err)
 	}
-	defer func() { it.Stop() }()
+	// On the way out, what was prefetched but not handled goes back at once (a NAK), instead
+	// of waiting out AckWait.
+	defer func() { release(it) }()
 	batch := make([]ingest.Message, 0, s.cfg.Batch)
 	msgs := make([]jetstream.Msg, 0, s.cfg.Batch)
 	add := func(m jetstream.Msg) {
@@ -206,11 +208,11 @@ func (s *Source) Run(ctx context.Context, handle ingest.Handler) error {
 					s.cfg.Logger.Warn("nats source: acknowledge", "error", aerr)
 				}
 			}
-			backoff.reset()
+			backoff.Reset()
 		}
 		if err != nil && ctx.Err() == nil {
 			s.cfg.Logger.Warn("nats source: consuming failed, retrying", "stream", s.cfg.Stream, "error", err)
-			if !backoff.wait(ctx) {
+			if !backoff.Wait(ctx) {
 				return nil
 			}
 			// After a server restart the consumer may be gone (memory storage, a new cluster).
@@ -218,7 +220,7 @@ func (s *Source) Run(ctx context.Context, handle ingest.Handler) error {
 				cons = c
 			}
 			if next, cerr := cons.Messages(jetstream.PullMaxMessages(2 * s.cfg.Batch)); cerr == nil {
-				it.Stop()
+				release(it)
 				it = next
 			}
 		}
@@ -226,22 +228,14 @@ func (s *Source) Run(ctx context.Context, handle ingest.Handler) error {
 	return nil
 }
 
-// backoff waits 50ms, 100ms, ... up to 5s between retries.
-type backoff struct{ d time.Duration }
-
-func newBackoff() *backoff { return &backoff{d: 50 * time.Millisecond} }
-
-func (b *backoff) reset() { b.d = 50 * time.Millisecond }
-
-// wait sleeps the current delay and doubles it; false when ctx ended first.
-func (b *backoff) wait(ctx context.Context) bool {
-	t := time.NewTimer(b.d)
-	defer t.Stop()
-	b.d = min(2*b.d, 5*time.Second)
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
+// release stops it and gives back (NAK) the messages it had prefetched.
+func release(it jetstream.MessagesContext) {
+	it.Drain()
+	for {
+		m, err := it.Next(jetstream.NextMaxWait(time.Second))
+		if err != nil {
+			return
+		}
+		_ = m.Nak()
 	}
 }
