@@ -166,6 +166,22 @@ func principalsOf(ans map[string]any) []string {
 	return out
 }
 
+// waitPrincipals waits (30 s at most) until the who-could question path answers exactly want
+// (principals joined by commas).
+func waitPrincipals(t testing.TB, p *serveProc, path, want string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var got []string
+	for time.Now().Before(deadline) {
+		_, ans := p.get(t, path)
+		if got = principalsOf(ans); strings.Join(got, ",") == want {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s answers %v, want %s\n%s", path, got, want, p.log())
+}
+
 const serveTestConfig = `
 nats:
   listen: 127.0.0.1:0
@@ -216,18 +232,8 @@ func TestServe(t *testing.T) {
 	}
 
 	who := "/v1/who-could?action=db.table.drop&resource=db:prod/orders&at=2026-01-06T02:14:00Z"
+	waitPrincipals(t, p, who, "user:ann,user:bob,user:cy")
 	deadline := time.Now().Add(30 * time.Second)
-	var got []string
-	for time.Now().Before(deadline) {
-		_, ans := p.get(t, who)
-		if got = principalsOf(ans); len(got) == 3 {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if strings.Join(got, ",") != "user:ann,user:bob,user:cy" {
-		t.Fatalf("who-could after HTTP and NATS: %v\n%s", got, p.log())
-	}
 	var letters []any
 	for time.Now().Before(deadline) && len(letters) == 0 {
 		_, dl := p.get(t, "/v1/deadletters")
@@ -567,18 +573,7 @@ func TestServeTargets(t *testing.T) {
 	}
 	in.post(t, grant("t2", "user:bob"))
 	who := "/v1/who-could?action=db.table.drop&resource=db:prod/orders&at=2026-01-06T00:00:00Z"
-	deadline := time.Now().Add(30 * time.Second)
-	var got []string
-	for time.Now().Before(deadline) {
-		_, ans := out.get(t, who)
-		if got = principalsOf(ans); len(got) == 2 {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if strings.Join(got, ",") != "user:ann,user:bob" {
-		t.Fatalf("who-could on the query process: %v", got)
-	}
+	waitPrincipals(t, out, who, "user:ann,user:bob")
 	if code, _ := in.get(t, who); code != http.StatusNotFound {
 		t.Fatalf("who-could on the ingest-only process = %d, want 404", code)
 	}
