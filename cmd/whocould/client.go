@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/whocould/whocould/access"
 )
 
 // apiClient talks to a running whocould service (`--server URL`), with the token of --token
@@ -93,3 +96,49 @@ func (c *apiClient) do(ctx context.Context, method, path, contentType string, bo
 	}
 }
 
+
+// remoteQuerier asks a running whocould's API (GET /v1/who-could, ...), so that the query
+// commands work with --server exactly as on a data directory.
+type remoteQuerier struct{ c *apiClient }
+
+var _ access.Querier = remoteQuerier{}
+
+func (r remoteQuerier) ask(ctx context.Context, what string, q access.Query, out any) error {
+	v := url.Values{}
+	set := func(k, val string) {
+		if val != "" {
+			v.Set(k, val)
+		}
+	}
+	set("tenant", q.Tenant)
+	set("principal", q.Principal)
+	set("action", q.Action)
+	set("resource", q.Resource)
+	stamp := func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+	if what == access.AskHistory {
+		set("from", stamp(q.From))
+		set("to", stamp(q.To))
+	} else {
+		set("at", stamp(q.At))
+	}
+	if q.KnownAt != nil {
+		set("known_at", stamp(*q.KnownAt))
+	}
+	return r.c.do(ctx, http.MethodGet, "/v1/"+what+"?"+v.Encode(), "", nil, http.StatusOK, out)
+}
+
+func (r remoteQuerier) WhoCould(ctx context.Context, q access.Query) (a access.WhoCould, err error) {
+	return a, r.ask(ctx, access.AskWhoCould, q, &a)
+}
+
+func (r remoteQuerier) WhatCould(ctx context.Context, q access.Query) (a access.WhatCould, err error) {
+	return a, r.ask(ctx, access.AskWhatCould, q, &a)
+}
+
+func (r remoteQuerier) Explain(ctx context.Context, q access.Query) (a access.Explain, err error) {
+	return a, r.ask(ctx, access.AskExplain, q, &a)
+}
+
+func (r remoteQuerier) History(ctx context.Context, q access.Query) (a access.History, err error) {
+	return a, r.ask(ctx, access.AskHistory, q, &a)
+}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,10 +21,8 @@ import (
 	"github.com/whocould/whocould/ingest"
 )
 
-// dlFlags are the flags of every deadletter command: where the letters are.
-type dlFlags struct {
-	server, token string
-}
+// dlFlags are what every deadletter command shares.
+type dlFlags struct{}
 
 func newDeadLetter(g *globals) *cobra.Command {
 	f := &dlFlags{}
@@ -40,9 +37,6 @@ bad stays open with the reason why.
 They work on --data-dir, or on a running whocould with --server URL and an admin token (--token
 or WHOCOULD_TOKEN).`,
 	}
-	pf := cmd.PersistentFlags()
-	pf.StringVar(&f.server, "server", "", "URL of a running whocould's API, e.g. http://127.0.0.1:8080 (default: work on --data-dir)")
-	pf.StringVar(&f.token, "token", "", "admin token for --server (default $WHOCOULD_TOKEN)")
 	cmd.AddCommand(newDLList(g, f), newDLShow(g, f), newDLReplay(g, f))
 	return cmd
 }
@@ -223,40 +217,30 @@ type letterStore interface {
 // open opens the letters: on the server when --server is given, else in the data directory
 // (with the whole pipeline when replaying, else only the dead-letter file).
 func (f *dlFlags) open(ctx context.Context, g *globals, replay bool) (letterStore, error) {
-	if f.server == "" {
-		if f.token != "" {
-			return nil, usagef("--token is for --server")
-		}
-		if replay {
-			s, err := openStack(ctx, g.dataDir, g.logger, stackOptions{})
-			if err != nil {
-				return nil, err
-			}
-			return &localLetters{dead: s.dead, stack: s}, nil
-		}
-		lock, err := lockDataDir(g.dataDir)
+	c, err := g.client()
+	if err != nil {
+		return nil, err
+	}
+	if c != nil {
+		return &remoteLetters{c: c}, nil
+	}
+	if replay {
+		s, err := openStack(ctx, g.dataDir, g.logger, stackOptions{})
 		if err != nil {
 			return nil, err
 		}
-		d, err := deadletter.Open(filepath.Join(g.dataDir, "deadletters.jsonl"))
-		if err != nil {
-			lock.Close()
-			return nil, err
-		}
-		return &localLetters{dead: d, lock: lock}, nil
+		return &localLetters{dead: s.dead, stack: s}, nil
 	}
-	u, err := url.Parse(f.server)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, usagef("--server %q: want the API's URL, e.g. http://127.0.0.1:8080", f.server)
+	lock, err := lockDataDir(g.dataDir)
+	if err != nil {
+		return nil, err
 	}
-	token := f.token
-	if token == "" {
-		token = os.Getenv("WHOCOULD_TOKEN")
+	d, err := deadletter.Open(filepath.Join(g.dataDir, "deadletters.jsonl"))
+	if err != nil {
+		lock.Close()
+		return nil, err
 	}
-	if token == "" {
-		return nil, usagef("--server needs an admin token: --token TOKEN or WHOCOULD_TOKEN")
-	}
-	return &remoteLetters{base: strings.TrimSuffix(u.String(), "/"), token: token}, nil
+	return &localLetters{dead: d, lock: lock}, nil
 }
 
 // localLetters are the letters of the data directory.
@@ -310,47 +294,13 @@ func (l *localLetters) replay(ctx context.Context, seqs []uint64) (ingest.Replay
 }
 
 // remoteLetters are the letters of a running whocould, through its API.
-type remoteLetters struct {
-	base, token string
-}
+type remoteLetters struct{ c *apiClient }
 
 func (r *remoteLetters) close() {}
 
-// call sends a request and decodes a 2xx answer into out; an error answer is an error (a
-// usage error for 400 and 404: bad input).
+// call sends a request and decodes the 200 answer into out.
 func (r *remoteLetters) call(ctx context.Context, method, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, r.base+path, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+r.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("server %s: %w", r.base, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<30))
-	if err != nil {
-		return fmt.Errorf("server %s: read the answer: %w", r.base, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		var e struct {
-			Error string `json:"error"`
-		}
-		msg := strings.TrimSpace(string(body))
-		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			msg = e.Error
-		}
-		err := fmt.Errorf("server %s: %s %s: %s: %s", r.base, method, path, resp.Status, printable(msg, 2000))
-		if resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusNotFound {
-			return usageError{err}
-		}
-		return err
-	}
-	if err := json.Unmarshal(body, out); err != nil {
-		return fmt.Errorf("server %s: %s %s: the answer is not JSON: %w", r.base, method, path, err)
-	}
-	return nil
+	return r.c.do(ctx, method, path, "", nil, http.StatusOK, out)
 }
 
 func (r *remoteLetters) list(ctx context.Context, status string, fn func(deadletter.Letter) error) error {

@@ -284,7 +284,7 @@ func TestDeadLetterServer(t *testing.T) {
 	if !strings.Contains(r.stderr, "no such dead letter") {
 		t.Errorf("show 99 --server: %s", r)
 	}
-	r = mustRun(t, 1, "", nil, "deadletter", "list", "--server", p.api, "--token", "wc_wrong")
+	r = mustRun(t, 2, "", nil, "deadletter", "list", "--server", p.api, "--token", "wc_wrong")
 	if !strings.Contains(r.stderr, "unknown token") {
 		t.Errorf("list with a wrong token: %s", r)
 	}

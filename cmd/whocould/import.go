@@ -21,7 +21,7 @@ import (
 const importBatch = 5000
 
 func newImport(g *globals) *cobra.Command {
-	var format, output, server, token string
+	var format, output string
 	cmd := &cobra.Command{
 		Use:   "import [--format canonical] [--server URL] FILE|- ...",
 		Short: "Import events from files (CloudEvents as JSON lines or a JSON array; - for stdin)",
@@ -41,18 +41,16 @@ refuses, and import returns once every accepted event is durable in its log.`,
 			if output != "table" && output != "json" {
 				return usagef("-o %q: want json or table", output)
 			}
-			if server != "" {
-				c, err := newAPIClient(server, token)
-				if err != nil {
-					return err
-				}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			if c != nil {
 				return runImportTo(cmd.Context(), c, args, output, cmd.OutOrStdout())
 			}
 			return runImport(cmd.Context(), g, args, output, cmd.OutOrStdout())
 		},
 	}
-	cmd.Flags().StringVar(&server, "server", "", "send to a running whocould service at this URL (e.g. http://127.0.0.1:8080)")
-	cmd.Flags().StringVar(&token, "token", "", "API token for --server (default $WHOCOULD_TOKEN)")
 	cmd.Flags().StringVar(&format, "format", "canonical", "input format: canonical (CloudEvents JSON)")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "summary format: json or table")
 	return cmd

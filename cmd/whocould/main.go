@@ -28,6 +28,19 @@ type globals struct {
 	dataDir  string
 	logLevel string
 	logger   *slog.Logger
+	// server and token: work against a running whocould instead of the data directory.
+	server, token string
+}
+
+// client is the API client of --server, or nil when the command works on the data directory.
+func (g *globals) client() (*apiClient, error) {
+	if g.server == "" {
+		if g.token != "" {
+			return nil, usagef("--token is for --server")
+		}
+		return nil, nil
+	}
+	return newAPIClient(g.server, g.token)
 }
 
 func main() {
@@ -76,12 +89,17 @@ func newRoot() *cobra.Command {
 				return usagef("--log-level %q: want debug, info, warn or error", g.logLevel)
 			}
 			g.logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+			if g.server != "" && !worksRemotely(cmd) {
+				return usagef("--server: %q works on --data-dir only", cmd.CommandPath())
+			}
 			return nil
 		},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &flagError{err} })
 	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", "./whocould-data", "the embedded data directory")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
+	root.PersistentFlags().StringVar(&g.server, "server", "", "work against a running whocould at this URL (e.g. http://127.0.0.1:8080) instead of --data-dir")
+	root.PersistentFlags().StringVar(&g.token, "token", "", "API token for --server (default $WHOCOULD_TOKEN)")
 	root.AddCommand(newImport(g), newQuery(g), newRebuild(g), newDemo(g), newBench(g), newServe(g), newDeadLetter(g), newHealthcheck())
 	// Cobra adds these when executing; add them now so that they get the treatment below.
 	root.InitDefaultHelpCmd()
@@ -156,6 +174,17 @@ func strictHelp(help *cobra.Command) {
 		show(cmd, args)
 		return nil
 	}
+}
+
+// worksRemotely reports whether cmd can work against a running whocould (--server).
+func worksRemotely(cmd *cobra.Command) bool {
+	for c := cmd; c != nil; c = c.Parent() {
+		switch c.Name() {
+		case "import", "query", "deadletter":
+			return true
+		}
+	}
+	return false
 }
 
 func wrapArgs(c *cobra.Command) {

@@ -41,6 +41,13 @@ func newQuery(g *globals) *cobra.Command {
 				if f.output != "json" && f.output != "table" {
 					return usagef("-o %q: want json or table", f.output)
 				}
+				c, err := g.client()
+				if err != nil {
+					return err
+				}
+				if c != nil {
+					return answer(cmd.Context(), q, remoteQuerier{c}, cmd.OutOrStdout(), f.output == "json")
+				}
 				s, err := openStack(cmd.Context(), g.dataDir, g.logger, stackOptions{})
 				if err != nil {
 					return err

@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"syscall"
@@ -585,4 +586,34 @@ func TestServeTargets(t *testing.T) {
 	}
 	in.stop(t)
 	out.stop(t)
+}
+
+// TestQueryServer: the query commands answer the same with --server as the API does, in JSON
+// and as tables; commands that need the data directory refuse --server.
+func TestQueryServer(t *testing.T) {
+	p := startServe(t, t.TempDir(), serveTestConfig)
+	at := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
+	res := p.post(t, marshal(t, ev("q1", event.GrantAdded, at, event.Data{Subject: "user:ann", Action: "db.table.drop", Resource: "db:prod/orders"})))
+	path := fmt.Sprintf("/v1/who-could?action=db.table.drop&resource=db:prod/orders&at=2026-01-06T02:14:00Z&min_position=%d", uint64(res["position"].(float64)))
+	_, want := p.get(t, path)
+	r := mustRun(t, 0, "", nil, "query", "who-could", "--server", p.api, "--token", p.token,
+		"--action", "db.table.drop", "--resource", "db:prod/orders", "--at", "2026-01-06T02:14:00Z", "-o", "json")
+	var got map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("query --server:\n%s\nthe API:\n%v", r.stdout, want)
+	}
+	r = mustRun(t, 0, "", nil, "query", "explain", "--server", p.api, "--token", p.token,
+		"--principal", "user:ann", "--action", "db.table.drop", "--resource", "db:prod/orders", "--at", "2026-01-06T02:14:00Z")
+	if !strings.Contains(r.stdout, "user:ann") {
+		t.Fatalf("explain --server table:\n%s", r.stdout)
+	}
+	for _, args := range [][]string{{"rebuild"}, {"bench"}} {
+		r := runIn(t, "", nil, append(args, "--server", p.api)...)
+		if r.code != 2 || !strings.Contains(r.stderr, "works on --data-dir only") {
+			t.Errorf("%v --server: %s", args, r)
+		}
+	}
+	if r := runIn(t, "", nil, "query", "who-could", "--server", p.api, "--token", "wc_bad", "--action", "a.b", "--resource", "db:x"); r.code != 2 || !strings.Contains(r.stderr, "401") {
+		t.Errorf("query with a wrong token: %s", r)
+	}
 }
