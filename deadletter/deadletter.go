@@ -12,12 +12,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -105,6 +107,27 @@ type File struct {
 	seq  uint64
 	// replays are the letters replayed so far, by seq.
 	replays map[uint64]Replay
+	// seen are the letters kept, by sameKey: the same bad input seen again is not kept twice.
+	seen map[[32]byte]bool
+}
+
+// sameKey identifies a letter as the same bad input: its source, its place there and its raw
+// bytes. A broker's redelivery, the re-import of a file and the projector meeting again, after
+// a crash, a log message it had already dead-lettered all give the same key. Letters without a
+// place (Where) are never taken for one another.
+func sameKey(l *Letter) ([32]byte, bool) {
+	if l.Where == "" {
+		return [32]byte{}, false
+	}
+	h := sha256.New()
+	h.Write([]byte(l.Source))
+	h.Write([]byte{0})
+	h.Write([]byte(l.Where))
+	h.Write([]byte{0})
+	h.Write(l.Bytes())
+	var k [32]byte
+	h.Sum(k[:0])
+	return k, true
 }
 
 // Open opens (creating) the dead-letter file at path.
@@ -112,7 +135,7 @@ func Open(path string) (*File, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("open dead letters: %w", err)
 	}
-	d := &File{path: path, replays: map[uint64]Replay{}}
+	d := &File{path: path, replays: map[uint64]Replay{}, seen: map[[32]byte]bool{}}
 	err := d.scanLines(func(ln *line) error {
 		if ln.Replayed != nil {
 			if _, done := d.replays[ln.Replayed.Seq]; !done {
@@ -121,6 +144,9 @@ func Open(path string) (*File, error) {
 			return nil
 		}
 		d.seq = max(d.seq, ln.Seq)
+		if k, ok := sameKey(&ln.Letter); ok {
+			d.seen[k] = true
+		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -158,16 +184,26 @@ func (d *File) repair() error {
 	return d.f.Truncate(int64(bytes.LastIndexByte(b, '\n') + 1))
 }
 
-// Add keeps letters, numbering them; they are durable when it returns.
+// Add keeps letters, numbering them; they are durable when it returns. A letter that is the
+// same bad input as one kept before (sameKey) is not kept again.
 func (d *File) Add(_ context.Context, letters ...Letter) error {
 	if len(letters) == 0 {
 		return nil
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var buf []byte
+	var (
+		buf  []byte
+		keys [][32]byte
+	)
 	seq := d.seq
 	for _, l := range letters {
+		if k, ok := sameKey(&l); ok {
+			if d.seen[k] || slices.Contains(keys, k) {
+				continue // kept already
+			}
+			keys = append(keys, k)
+		}
 		seq++
 		l.Seq = seq
 		if l.Received.IsZero() {
@@ -181,10 +217,16 @@ func (d *File) Add(_ context.Context, letters ...Letter) error {
 		}
 		buf = append(append(buf, b...), '\n')
 	}
+	if len(buf) == 0 {
+		return nil
+	}
 	if err := d.write(buf); err != nil {
 		return err
 	}
 	d.seq = seq
+	for _, k := range keys {
+		d.seen[k] = true
+	}
 	return nil
 }
 

@@ -152,8 +152,8 @@ func TestTornLastLine(t *testing.T) {
 	ctx := context.Background()
 	for _, torn := range []string{
 		`{"seq":3,"received":"2026-01-01T00:00:00Z","source":"f","reas`, // a letter cut short
-		`{"replayed":{"seq":1,"at":"2026-01-`,                            // a replay cut short
-		"\x00\x00\x00\x00",                                               // zeros a crash left
+		`{"replayed":{"seq":1,"at":"2026-01-`,                           // a replay cut short
+		"\x00\x00\x00\x00",                                              // zeros a crash left
 	} {
 		path := filepath.Join(t.TempDir(), "deadletters.jsonl")
 		d := openFile(t, path)
@@ -199,5 +199,40 @@ func TestBadLine(t *testing.T) {
 	}
 	if _, err := Open(path); err == nil || !strings.Contains(err.Error(), path+":2:") {
 		t.Fatalf("a file with a bad whole line: %v, want an error naming line 2", err)
+	}
+}
+
+// TestSameInputKeptOnce: the same bad input seen again (a redelivery, a re-import, the
+// projector after a crash) is not kept twice, also across a reopen; other places or other bytes
+// are.
+func TestSameInputKeptOnce(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "dl.jsonl")
+	d, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := errors.New("bad")
+	l := NewLetter("nats:whocould.in.changes.x", "stream WHOCOULD_IN sequence 7", "e1", []byte(`{"id":"e1"`), bad)
+	if err := d.Add(ctx, l, l); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Add(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	d, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	other := l
+	other.Where = "stream WHOCOULD_IN sequence 8"
+	nowhere := NewLetter("http:writer", "", "", []byte("x"), bad)
+	if err := d.Add(ctx, l, other, nowhere, nowhere); err != nil {
+		t.Fatal(err)
+	}
+	if n := d.Count(); n != 4 {
+		t.Fatalf("%d letters kept, want 4 (the same input once, another place, two without a place)", n)
 	}
 }
