@@ -1,0 +1,91 @@
+// Package chtest points tests at a ClickHouse server: the one scripts/test starts, or any other
+// named by WHOCOULD_CLICKHOUSE=host:port. Each test gets its own database, dropped when it ends.
+//
+// Without a server the tests skip, except under CI=true, where they fail: a CI run must never
+// read green because the ClickHouse tests did not run.
+package chtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+)
+
+// Env names the variable that holds the server's native-protocol address, host:port.
+const Env = "WHOCOULD_CLICKHOUSE"
+
+// Missing is what a test says when there is no server.
+const Missing = "ClickHouse tests need a server: run ./scripts/test, or set " + Env
+
+// Addr is the server's address. Without one the test fails under CI=true and skips otherwise.
+func Addr(t testing.TB) string {
+	t.Helper()
+	addr := os.Getenv(Env)
+	if addr == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(Missing)
+		}
+		t.Skip(Missing)
+	}
+	return addr
+}
+
+// Database creates a fresh database for the test on the server of Addr and returns its name;
+// it is dropped when the test and its subtests end.
+func Database(t testing.TB) string {
+	t.Helper()
+	addr := Addr(t)
+	name := dbName(t.Name())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := run(ctx, addr, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create test database %s on %s: %v", name, addr, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := run(ctx, addr, "DROP DATABASE IF EXISTS "+name); err != nil {
+			t.Errorf("drop test database %s: %v", name, err)
+		}
+	})
+	return name
+}
+
+// dbName is a database name for a test: its name made an identifier, and a random suffix so
+// that reruns and parallel tests never meet.
+func dbName(test string) string {
+	var b strings.Builder
+	b.WriteString("t_")
+	for _, r := range strings.ToLower(test) {
+		if b.Len() >= 40 {
+			break
+		}
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	return b.String() + "_" + hex.EncodeToString(rnd[:])
+}
+
+func run(ctx context.Context, addr, stmt string) error {
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}, DialTimeout: 10 * time.Second, MaxOpenConns: 1})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := conn.Exec(ctx, stmt); err != nil {
+		return fmt.Errorf("%s: %w", stmt, err)
+	}
+	return nil
+}

@@ -1,0 +1,232 @@
+// Package clickhouse is the store for production: the projection in ClickHouse, through
+// clickhouse-go/v2 over the native protocol. Its schema is a set of versioned migrations
+// (migrations/*.sql) applied at Open. It runs on ClickHouse 18.16 and on current releases.
+//
+// Tables (see the migrations for their keys):
+//   - events: the raw event archive, with each event's log position;
+//   - decisions, and usage: allowed use per (principal, action, resource), kept by a
+//     materialized view over decisions;
+//   - approvals: requests and their answers, one row per event;
+//   - tenants: kept by a materialized view over events;
+//   - projector_checkpoint: the position applied and the position possibly written;
+//   - schema_migrations: the migrations applied.
+//
+// Not yet: the permission map (effective-access intervals, and WhoCould, WhatCould, Explain and
+// History over them). Those return an error saying so.
+package clickhouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/whocould/whocould/access"
+	"github.com/whocould/whocould/store"
+)
+
+var _ store.Store = (*Store)(nil)
+
+// errPermissionMap is what the permission-map queries return until they are built.
+var errPermissionMap = errors.New("clickhouse: permission map not implemented yet")
+
+// projectorName names the projector's row in projector_checkpoint.
+const projectorName = "projector"
+
+// Store is the ClickHouse store. Reads are safe for concurrent use with each other and with
+// Apply; Apply and Checkpoint are for one projector at a time.
+type Store struct {
+	cfg  Config
+	conn driver.Conn
+	log  *slog.Logger
+
+	// applied is the position up to which this store has applied every record.
+	applied atomic.Uint64
+
+	mu sync.Mutex // Apply and Checkpoint; guards what follows
+	// durable is the position last checkpointed.
+	durable uint64
+	// written is the highest position recorded as possibly written (the checkpoint row's
+	// written). Records in (applied, dirty] may already be in some tables: a crash or a failed
+	// Apply left them there. Apply checks that stretch before writing it.
+	written, dirty uint64
+	version        uint64   // of the last checkpoint row written
+	batch          rowBatch // reused by each Apply
+	inserts        atomic.Uint64
+}
+
+// Open connects to the server, creates the database when it is missing, applies the
+// migrations not yet applied and reads the checkpoint.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	ms, err := loadMigrations(migrationFiles, "migrations")
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: %w", err)
+	}
+	conn, err := connect(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{cfg: cfg, conn: conn, log: cfg.Logger}
+	if err := migrate(ctx, conn, s.log, ms); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("clickhouse %s/%s: %w", cfg.Addr, cfg.Database, err)
+	}
+	ck, err := s.readCheckpoint(ctx)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	s.durable, s.written, s.version = ck.position, max(ck.written, ck.position), ck.version
+	s.dirty = s.written
+	s.applied.Store(ck.position)
+	s.log.Info("clickhouse store open", "addr", cfg.Addr, "database", cfg.Database, "position", ck.position,
+		"possibly_written", s.written)
+	return s, nil
+}
+
+func options(cfg Config, database string) *ch.Options {
+	o := &ch.Options{
+		Addr:            []string{cfg.Addr},
+		Auth:            ch.Auth{Database: database, Username: cfg.Username, Password: cfg.Password},
+		DialTimeout:     cfg.DialTimeout,
+		ReadTimeout:     cfg.ReadTimeout,
+		MaxOpenConns:    cfg.MaxOpenConns,
+		MaxIdleConns:    cfg.MaxIdleConns,
+		ConnMaxLifetime: cfg.ConnMaxLifetime,
+		ClientInfo:      ch.ClientInfo{Products: []struct{ Name, Version string }{{Name: "whocould", Version: "0"}}},
+	}
+	if cfg.Compression {
+		o.Compression = &ch.Compression{Method: ch.CompressionLZ4}
+	}
+	return o
+}
+
+// connect opens the pool on cfg.Database, creating the database first when the server says it
+// does not exist.
+func connect(ctx context.Context, cfg Config) (driver.Conn, error) {
+	const unknownDatabase = 81
+	where := fmt.Sprintf("clickhouse %s/%s", cfg.Addr, cfg.Database)
+	conn, err := ch.Open(options(cfg, cfg.Database))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	err = conn.Ping(ctx)
+	if ex, ok := errors.AsType[*ch.Exception](err); ok && ex.Code == unknownDatabase {
+		conn.Close()
+		if err := createDatabase(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("%s: create database: %w", where, err)
+		}
+		if conn, err = ch.Open(options(cfg, cfg.Database)); err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+		err = conn.Ping(ctx)
+	}
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	return conn, nil
+}
+
+func createDatabase(ctx context.Context, cfg Config) error {
+	conn, err := ch.Open(options(cfg, ""))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	// The name is an identifier (Validate), so it needs no quoting.
+	return conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+cfg.Database)
+}
+
+// Close closes the connections. It does not checkpoint: call Checkpoint first.
+func (s *Store) Close() error { return s.conn.Close() }
+
+type checkpoint struct{ version, position, written uint64 }
+
+func (s *Store) readCheckpoint(ctx context.Context) (checkpoint, error) {
+	var ck checkpoint
+	err := s.conn.QueryRow(ctx, qCheckpoint, projectorName).Scan(&ck.version, &ck.position, &ck.written)
+	if err != nil {
+		return ck, fmt.Errorf("clickhouse: read checkpoint: %w", err)
+	}
+	return ck, nil
+}
+
+// writeCheckpoint records position and written as the newest checkpoint row. Called with s.mu
+// held.
+func (s *Store) writeCheckpoint(ctx context.Context, position, written uint64) error {
+	v := max(s.version+1, uint64(time.Now().UnixNano()))
+	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO projector_checkpoint (name, version, position, written, updated)")
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	if err := b.Append(projectorName, v, position, written, time.Now().UTC()); err != nil {
+		return err
+	}
+	if err := b.Send(); err != nil {
+		return err
+	}
+	s.version = v
+	return nil
+}
+
+// Checkpoint implements store.Writer. Every row Apply wrote is durable when Apply returns (an
+// insert returns once its parts are written); Checkpoint records the position, so that a
+// projector restarted on this database replays from there. Unlike the embedded store, a store
+// reopened after a crash does not go back to its checkpoint: readers may see rows of records
+// after it until the projector has replayed them, which then writes only what is missing
+// (Apply).
+func (s *Store) Checkpoint(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pos := s.applied.Load()
+	if pos == s.durable {
+		return nil
+	}
+	if err := s.writeCheckpoint(ctx, pos, max(s.written, pos)); err != nil {
+		return fmt.Errorf("clickhouse: checkpoint %d: %w", pos, err)
+	}
+	s.durable, s.written = pos, max(s.written, pos)
+	return nil
+}
+
+// Position implements store.Reader: the position this store has applied, or the checkpointed
+// one when that is further (another process is the projector).
+func (s *Store) Position(ctx context.Context) (uint64, error) {
+	ck, err := s.readCheckpoint(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return max(s.applied.Load(), ck.position), nil
+}
+
+// WhoCould implements access.Querier: not yet.
+func (s *Store) WhoCould(context.Context, access.Query) (access.WhoCould, error) {
+	return access.WhoCould{}, errPermissionMap
+}
+
+// WhatCould implements access.Querier: not yet.
+func (s *Store) WhatCould(context.Context, access.Query) (access.WhatCould, error) {
+	return access.WhatCould{}, errPermissionMap
+}
+
+// Explain implements access.Querier: not yet.
+func (s *Store) Explain(context.Context, access.Query) (access.Explain, error) {
+	return access.Explain{}, errPermissionMap
+}
+
+// History implements access.Querier: not yet.
+func (s *Store) History(context.Context, access.Query) (access.History, error) {
+	return access.History{}, errPermissionMap
+}

@@ -1,0 +1,39 @@
+package clickhouse
+
+// The queries, with ? parameters (bound by the driver). Inserts are PrepareBatch with an
+// explicit column list (rows.go): ClickHouse 18.16 sends no columns to an INSERT without one,
+// and hangs on INSERT ... VALUES sent as text.
+const (
+	qCheckpoint = `SELECT max(version), argMax(position, version), argMax(written, version)
+FROM projector_checkpoint WHERE name = ?`
+
+	// Positions already stored in a stretch of the log, narrowed to the partitions the rows to
+	// write fall in.
+	qWrittenEvents    = `SELECT position FROM events WHERE recorded >= toDateTime(?) AND position > ? AND position <= ?`
+	qWrittenApprovals = `SELECT position FROM approvals WHERE recorded >= toDateTime(?) AND position > ? AND position <= ?`
+	qWrittenDecisions = `SELECT position FROM decisions WHERE date >= toDate(?) AND date <= toDate(?) AND position > ? AND position <= ?`
+
+	// Inserts of this store still running on the server (one whose client gave up may still
+	// be writing).
+	qRunningInserts = `SELECT count() FROM system.processes WHERE position(query_id, ?) = 1`
+
+	qDecisions = `SELECT principal, action, resource, allow, time_us, reason, policy, request, source, id, position
+FROM decisions
+WHERE tenant = ?`
+	qDecisionsOrder = `
+ORDER BY time_us, position`
+
+	qUsage = `SELECT principal, action, resource, minMerge(first_us), maxMerge(last_us), countMerge(uses)
+FROM usage
+WHERE tenant = ?`
+	qUsageGroup = `
+GROUP BY principal, action, resource
+ORDER BY principal, action, resource`
+
+	qApproval = `SELECT type, time_us, requester, approver, reason, change
+FROM approvals
+WHERE tenant = ? AND request = ?
+ORDER BY position`
+
+	qTenants = `SELECT DISTINCT tenant FROM tenants ORDER BY tenant`
+)

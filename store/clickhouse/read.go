@@ -1,0 +1,194 @@
+package clickhouse
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/whocould/whocould/event"
+	"github.com/whocould/whocould/store"
+)
+
+// externalSortBytes is how much memory sorting decisions may take on the server before it
+// spills to disk.
+const externalSortBytes = 1 << 30
+
+func tenantName(t string) string {
+	if t == "" {
+		return event.DefaultTenant
+	}
+	return t
+}
+
+// where appends the equality filters of q that are set to a query that ends in a WHERE clause.
+func where(sql *strings.Builder, args []any, q store.DecisionQuery) []any {
+	for _, f := range []struct{ col, v string }{{"principal", q.Principal}, {"action", q.Action}, {"resource", q.Resource}} {
+		if f.v != "" {
+			sql.WriteString(" AND " + f.col + " = ?")
+			args = append(args, f.v)
+		}
+	}
+	return args
+}
+
+// Decisions implements store.Reader. Rows stream from the server as fn takes them; when fn
+// returns an error the query is cancelled and that error returned.
+func (s *Store) Decisions(ctx context.Context, q store.DecisionQuery, fn func(store.Decision) error) error {
+	var sql strings.Builder
+	sql.WriteString(qDecisions)
+	args := where(&sql, []any{tenantName(q.Tenant)}, q)
+	switch q.Effect {
+	case "":
+	case event.Allow:
+		sql.WriteString(" AND allow = 1")
+	case event.Deny:
+		sql.WriteString(" AND allow = 0")
+	default:
+		return nil // no decision has another effect
+	}
+	// The date bounds only narrow the partitions read: partTime never decreases, so
+	// time >= From implies date >= date(From), and time < To implies date <= date(To).
+	if !q.From.IsZero() {
+		sql.WriteString(" AND date >= toDate(?) AND time_us >= ?")
+		args = append(args, partDay(q.From), event.Micros(q.From))
+	}
+	if !q.To.IsZero() {
+		sql.WriteString(" AND date <= toDate(?) AND time_us < ?")
+		args = append(args, partDay(q.To), event.Micros(q.To))
+	}
+	sql.WriteString(qDecisionsOrder)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Sorting a large answer spills to disk rather than failing on the server's memory limit.
+	ctx = ch.Context(ctx, ch.WithSettings(ch.Settings{"max_bytes_before_external_sort": externalSortBytes}))
+	rows, err := s.conn.Query(ctx, sql.String(), args...)
+	if err != nil {
+		return fmt.Errorf("clickhouse: decisions: %w", err)
+	}
+	stopped := false
+	defer func() {
+		if stopped {
+			cancel() // else Close reads the rest of the result
+		}
+		rows.Close()
+	}()
+	tenant := tenantName(q.Tenant)
+	for rows.Next() {
+		d := store.Decision{Tenant: tenant}
+		var allow uint8
+		var us int64
+		if err := rows.Scan(&d.Principal, &d.Action, &d.Resource, &allow, &us, &d.Reason, &d.Policy, &d.Request,
+			&d.Source, &d.ID, &d.Position); err != nil {
+			stopped = true
+			return fmt.Errorf("clickhouse: decisions: %w", err)
+		}
+		d.Effect, d.Time = event.Deny, event.FromMicros(us)
+		if allow == 1 {
+			d.Effect = event.Allow
+		}
+		if err := fn(d); err != nil {
+			stopped = true
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("clickhouse: decisions: %w", err)
+	}
+	return nil
+}
+
+// Usage implements store.Reader. Like the embedded store it ignores Effect and the time bounds
+// of q: usage is every allowed decision ever recorded.
+func (s *Store) Usage(ctx context.Context, q store.DecisionQuery) ([]store.Use, error) {
+	var sql strings.Builder
+	sql.WriteString(qUsage)
+	args := where(&sql, []any{tenantName(q.Tenant)}, q)
+	sql.WriteString(qUsageGroup)
+	rows, err := s.conn.Query(ctx, sql.String(), args...)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: usage: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Use
+	for rows.Next() {
+		var u store.Use
+		var first, last int64
+		var n uint64
+		if err := rows.Scan(&u.Principal, &u.Action, &u.Resource, &first, &last, &n); err != nil {
+			return nil, fmt.Errorf("clickhouse: usage: %w", err)
+		}
+		u.First, u.Last, u.Count = event.FromMicros(first), event.FromMicros(last), int64(n)
+		out = append(out, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("clickhouse: usage: %w", err)
+	}
+	return out, nil
+}
+
+// Approval implements store.Reader: the request's events replayed in log order, the answers
+// sorted by event time (stably, so answers at the same instant stay in log order).
+func (s *Store) Approval(ctx context.Context, tenant, request string) (store.Approval, error) {
+	tenant = tenantName(tenant)
+	rows, err := s.conn.Query(ctx, qApproval, tenant, request)
+	if err != nil {
+		return store.Approval{}, fmt.Errorf("clickhouse: approval %q: %w", request, err)
+	}
+	defer rows.Close()
+	a := store.Approval{Tenant: tenant, Request: request, Answers: []store.ApprovalAnswer{}}
+	found := false
+	for rows.Next() {
+		var typ, requester, approver, reason, change string
+		var us int64
+		if err := rows.Scan(&typ, &us, &requester, &approver, &reason, &change); err != nil {
+			return store.Approval{}, fmt.Errorf("clickhouse: approval %q: %w", request, err)
+		}
+		found = true
+		at := event.FromMicros(us)
+		switch event.Type(typ) {
+		case event.ApprovalRequested:
+			a.Requester, a.Requested, a.Reason = requester, &at, reason
+			a.Change = nil
+			if change != "" {
+				a.Change = json.RawMessage(change)
+			}
+		case event.ApprovalGranted, event.ApprovalRejected:
+			a.Answers = append(a.Answers, store.ApprovalAnswer{Approver: approver, Granted: typ == string(event.ApprovalGranted),
+				Reason: reason, Time: at})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return store.Approval{}, fmt.Errorf("clickhouse: approval %q: %w", request, err)
+	}
+	if !found {
+		return store.Approval{}, fmt.Errorf("approval %q: %w", request, store.ErrNotFound)
+	}
+	slices.SortStableFunc(a.Answers, func(x, y store.ApprovalAnswer) int { return x.Time.Compare(y.Time) })
+	return a, nil
+}
+
+// Tenants implements store.Reader.
+func (s *Store) Tenants(ctx context.Context) ([]string, error) {
+	rows, err := s.conn.Query(ctx, qTenants)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: tenants: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var t string
+		if err := rows.Scan(&t); err != nil {
+			return nil, fmt.Errorf("clickhouse: tenants: %w", err)
+		}
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("clickhouse: tenants: %w", err)
+	}
+	return out, nil
+}
