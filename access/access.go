@@ -108,6 +108,10 @@ type WhoCould struct {
 	At         time.Time        `json:"at"`
 	KnownAt    *time.Time       `json:"known_at,omitempty"`
 	Principals []PrincipalPaths `json:"principals"`
+	// PathsTruncated is set when some principal has more paths than the answer lists: each
+	// lists only its first paths in ComparePaths order (its shortest among them). Which principals
+	// could is exact either way.
+	PathsTruncated bool `json:"paths_truncated,omitempty"`
 }
 
 // Entitlement is one (action pattern, resource) a principal holds, with its paths.
@@ -125,6 +129,9 @@ type WhatCould struct {
 	KnownAt      *time.Time    `json:"known_at,omitempty"`
 	Status       string        `json:"status"`
 	Entitlements []Entitlement `json:"entitlements"`
+	// PathsTruncated is set when some entitlement has more paths than the answer lists: each
+	// lists only its first paths in ComparePaths order. The entitlements themselves are exact.
+	PathsTruncated bool `json:"paths_truncated,omitempty"`
 }
 
 // Principal statuses.
@@ -149,6 +156,9 @@ type Explain struct {
 	Status    string     `json:"status"`
 	Paths     []Path     `json:"paths"`
 	Reason    string     `json:"reason"`
+	// PathsTruncated is set when there are more paths than Paths lists: it lists only the first
+	// ones in ComparePaths order. Could is exact either way.
+	PathsTruncated bool `json:"paths_truncated,omitempty"`
 }
 
 // Interval is one stretch of effective access: Principal could do Action (a pattern) on
@@ -188,4 +198,7 @@ type History struct {
 	To        time.Time  `json:"to"`
 	KnownAt   *time.Time `json:"known_at,omitempty"`
 	Intervals []Interval `json:"intervals"`
+	// PathsTruncated is set when, at some instant, an entitlement had more paths than are
+	// followed: only the first ones in ComparePaths order are.
+	PathsTruncated bool `json:"paths_truncated,omitempty"`
 }

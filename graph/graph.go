@@ -8,12 +8,19 @@
 // Every event also carries its recorded time; a question asked "as known at" K is answered from
 // the events recorded at or before K (bitemporal history).
 //
-// Graph implements access.Querier. Apply and the queries may be called concurrently.
+// Graph implements access.Querier. Apply and the queries may be called concurrently. Whether a
+// principal could, and what it could, is always exact; the paths that say why are bounded (nested
+// groups and roles can make exponentially many): an answer lists the first MaxPaths of each
+// principal or entitlement in access.ComparePaths order, the shortest first, and sets
+// PathsTruncated when it leaves some out.
 package graph
 
 import (
+	"encoding/binary"
 	"math"
+	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/whocould/whocould/event"
 )
@@ -66,10 +73,28 @@ func (s stamp) less(t stamp) bool {
 	return s.tie < t.tie
 }
 
+// relEvent is an add or a remove of a relation.
 type relEvent struct {
 	stamp
-	expires int64 // grant.added: expires_at, 0 for none
-	op      op
+	exp int64 // an add: expires_at (0: none); a remove: removeMark
+}
+
+// removeMark is relEvent.exp of a remove.
+const removeMark = math.MinInt64
+
+func (e *relEvent) op() op {
+	if e.exp == removeMark {
+		return opRemove
+	}
+	return opAdd
+}
+
+// expires is an add's expires_at, 0 for none.
+func (e *relEvent) expires() int64 {
+	if e.exp == removeMark {
+		return 0
+	}
+	return e.exp
 }
 
 // End says why an interval ended.
@@ -90,17 +115,196 @@ type interval struct {
 	end      End
 }
 
+// relation is one relation: its events, and the intervals derived from every event applied. The
+// usual relation (one event, one interval) holds them inline; more go to relStore.mores. A
+// relation holds no pointer, so the collector never scans the relations.
 type relation struct {
-	relKey
-	maxRec int64 // the latest recorded time of its events
+	kind     relKind
+	nev, niv uint8 // events and intervals inline (0 or 1), or manyInline: in more
+	a, b, c  uint32
+	ev       [1]relEvent
+	iv       [1]interval
+	more     int32 // 1 + its index in relStore.mores; 0: none
+}
+
+const manyInline = 2
+
+// relMore is the events and intervals of a relation that has more than one.
+type relMore struct {
+	maxRec int64
 	events []relEvent
-	ivs    []interval // derived from every event applied
+	ivs    []interval
+}
+
+// key is the relation's key. (A membership keeps in c its place in its group's members.)
+func (r *relation) key() relKey {
+	k := relKey{kind: r.kind, a: r.a, b: r.b, c: r.c}
+	if k.kind == relMember {
+		k.c = 0
+	}
+	return k
+}
+
+// memberRef is a membership relation of a group, with when it holds in short, so that walking
+// a group's members needs no look at the relations: [from, to) when it has one interval (an
+// empty one when none), from = manySpan when it has several.
+type memberRef struct {
+	rel      int32
+	member   uint32
+	from, to int64
+}
+
+const manySpan = math.MinInt64
+
+// noteIvs updates what depends on the intervals of relation r: its memberRef.
+func (g *Graph) noteIvs(r *relation) {
+	if r.kind != relMember {
+		return
+	}
+	m := &g.ents[r.a].members[r.c]
+	switch ivs := g.rels.ivs(r); len(ivs) {
+	case 0:
+		m.from, m.to = 0, 0
+	case 1:
+		m.from, m.to = ivs[0].from, ivs[0].to
+	default:
+		m.from, m.to = manySpan, manySpan
+	}
+}
+
+// events lists r's events, in event-time order.
+func (s *relStore) events(r *relation) []relEvent {
+	if r.nev == manyInline {
+		return s.mores[r.more-1].events
+	}
+	return r.ev[:r.nev]
+}
+
+func (s *relStore) setEvents(r *relation, evs []relEvent) {
+	if len(evs) <= 1 {
+		if len(evs) == 1 {
+			r.ev[0] = evs[0]
+		}
+		r.nev = uint8(len(evs))
+		if r.more != 0 {
+			s.mores[r.more-1].events = nil
+		}
+		return
+	}
+	m := s.moreOf(r)
+	m.events, m.maxRec = evs, 0
+	for i := range evs {
+		m.maxRec = max(m.maxRec, evs[i].rec)
+	}
+	r.nev = manyInline
+}
+
+// maxRec is the latest recorded time of r's events.
+func (s *relStore) maxRec(r *relation) int64 {
+	switch r.nev {
+	case manyInline:
+		return s.mores[r.more-1].maxRec
+	case 1:
+		return r.ev[0].rec
+	}
+	return 0
+}
+
+// ivs lists r's intervals.
+func (s *relStore) ivs(r *relation) []interval {
+	if r.niv == manyInline {
+		return s.mores[r.more-1].ivs
+	}
+	return r.iv[:r.niv]
+}
+
+// ivBuf is an empty buffer for deriving r's intervals anew.
+func (s *relStore) ivBuf(r *relation) []interval {
+	if r.niv == manyInline {
+		return s.mores[r.more-1].ivs[:0]
+	}
+	return r.iv[:0]
+}
+
+func (s *relStore) setIvs(r *relation, ivs []interval) {
+	if len(ivs) <= 1 {
+		if len(ivs) == 1 {
+			r.iv[0] = ivs[0]
+		}
+		r.niv = uint8(len(ivs))
+		if r.more != 0 {
+			s.mores[r.more-1].ivs = nil
+		}
+		return
+	}
+	s.moreOf(r).ivs = ivs
+	r.niv = manyInline
+}
+
+// moreOf is r's relMore, made if needed; valid until the next is made.
+func (s *relStore) moreOf(r *relation) *relMore {
+	if r.more == 0 {
+		s.mores = append(s.mores, relMore{})
+		r.more = int32(len(s.mores))
+	}
+	return &s.mores[r.more-1]
 }
 
 type lifeEvent struct {
 	stamp
 	op    op
-	attrs map[string]string
+	attrs uint32 // principal.created, principal.updated: the attributes (packAttrs), 0 for none
+}
+
+// packAttrs packs attributes at the end of g.attrs and returns where they start, plus one (0
+// when there are none): the length of what follows, then for each attribute in key order the
+// key's length, the key, the value's length, the value (lengths as uvarints). One buffer for
+// all, rather than a map for every event, keeps them small and out of the collector's way.
+func (g *Graph) packAttrs(m map[string]string) uint32 {
+	if len(m) == 0 {
+		return 0
+	}
+	keys := make([]string, 0, len(m))
+	size := 0
+	for k := range m {
+		keys = append(keys, k)
+		size += 2*binary.MaxVarintLen64 + len(k) + len(m[k])
+	}
+	slices.Sort(keys)
+	b := make([]byte, 0, size)
+	for _, k := range keys {
+		b = binary.AppendUvarint(b, uint64(len(k)))
+		b = append(b, k...)
+		b = binary.AppendUvarint(b, uint64(len(m[k])))
+		b = append(b, m[k]...)
+	}
+	at := len(g.attrs)
+	if at >= math.MaxUint32-1 {
+		panic("graph: the attributes of one tenant exceed 4 GiB")
+	}
+	g.attrs = binary.AppendUvarint(g.attrs, uint64(len(b)))
+	g.attrs = append(g.attrs, b...)
+	return uint32(at + 1)
+}
+
+// eachAttr calls fn with each attribute packAttrs packed at a, in key order.
+func (g *Graph) eachAttr(a uint32, fn func(k, v string)) {
+	if a == 0 {
+		return
+	}
+	b := g.attrs[a-1:]
+	n, w := binary.Uvarint(b)
+	b = b[w : w+int(n)]
+	next := func() string {
+		n, w := binary.Uvarint(b)
+		x := string(b[w : w+int(n)])
+		b = b[w+int(n):]
+		return x
+	}
+	for len(b) > 0 {
+		k := next()
+		fn(k, next())
+	}
 }
 
 type statusIv struct {
@@ -116,18 +320,23 @@ const (
 
 type entity struct {
 	life   []lifeEvent // principals: lifecycle events and uses, in event-time order
-	status []statusIv  // principals: derived from life
+	status []statusIv  // principals: derived from life, when statusHead is too short for it
 
 	dels      []stamp // deletions, in event-time order
 	maxDelRec int64
 
-	memberOf   []int32 // membership relations where it is the member
-	members    []int32 // membership relations where it is the group
-	grants     []int32 // grant relations where it is the subject
-	perms      []int32 // role: permission relations
-	includes   []int32 // role: inclusion relations from it
-	includedBy []int32 // role: inclusion relations to it
-	grantsOf   []int32 // role: grant relations of it
+	memberOf  []int32     // membership relations where it is the member
+	members   []memberRef // membership relations where it is the group
+	grants    []int32     // grant relations where it is the subject
+	*roleRels             // a role's (nil for another entity)
+}
+
+// roleRels is the relations of a role.
+type roleRels struct {
+	perms      []int32 // permission relations
+	includes   []int32 // inclusion relations from it
+	includedBy []int32 // inclusion relations to it
+	grantsOf   []int32 // grant relations of it
 }
 
 // Graph is the temporal permission graph of one tenant.
@@ -136,12 +345,20 @@ type Graph struct {
 
 	ids   map[string]uint32
 	names []string
+	attrs []byte // principals' attributes (packAttrs)
+
+	statusBuf []statusIv // for deriving statuses
 
 	ents     []*entity    // by name id; nil for a name that is no entity
-	kinds    []event.Kind // by name id
-	relIdx   map[relKey]int32
-	rels     []relation
+	kinds    []uint8      // by name id: its event.Kind
+	stat     []statusHead // by name id: a principal's status, for questions as known now
+	relIdx   relIndex
+	rels     relStore
 	resGrant map[uint32][]int32 // grant relations by resource
+
+	pool    scratchPool // the scratch memory of questions
+	rank    atomic.Pointer[rankTable]
+	ranking atomic.Bool // a rank table is being computed
 
 	applied  int64  // change events applied
 	position uint64 // the highest log position applied
@@ -152,7 +369,6 @@ type Graph struct {
 func New() *Graph {
 	return &Graph{
 		ids:      map[string]uint32{},
-		relIdx:   map[relKey]int32{},
 		resGrant: map[uint32][]int32{},
 	}
 }
@@ -165,43 +381,60 @@ func (g *Graph) intern(s string) uint32 {
 	g.ids[s] = id
 	g.names = append(g.names, s)
 	g.ents = append(g.ents, nil)
-	g.kinds = append(g.kinds, event.KindOf(s))
+	g.kinds = append(g.kinds, uint8(event.KindOf(s)))
+	g.stat = append(g.stat, statusHead{})
 	return id
 }
+
+// kind is what id names.
+func (g *Graph) kind(id uint32) event.Kind { return event.Kind(g.kinds[id]) }
 
 func (g *Graph) lookup(s string) (uint32, bool) {
 	id, ok := g.ids[s]
 	return id, ok
 }
 
+// role is the entity of id, which a relation uses as a role.
+func (g *Graph) role(id uint32) *entity {
+	e := g.entity(id)
+	if e.roleRels == nil {
+		e.roleRels = &roleRels{}
+	}
+	return e
+}
+
 func (g *Graph) entity(id uint32) *entity {
 	e := g.ents[id]
 	if e == nil {
 		e = &entity{}
+		if g.kind(id) == event.KindRole {
+			e.roleRels = &roleRels{}
+		}
 		g.ents[id] = e
 	}
 	return e
 }
 
 func (g *Graph) relation(k relKey) int32 {
-	if i, ok := g.relIdx[k]; ok {
+	if i, ok := g.relIdx.find(&g.rels, k); ok {
 		return i
 	}
-	i := int32(len(g.rels))
-	g.rels = append(g.rels, relation{relKey: k})
-	g.relIdx[k] = i
+	i := g.rels.add(relation{kind: k.kind, a: k.a, b: k.b, c: k.c})
+	g.relIdx.insert(&g.rels, i)
 	switch k.kind {
 	case relMember:
-		g.entity(k.a).members = append(g.entity(k.a).members, i)
+		e := g.entity(k.a)
+		g.rels.at(i).c = uint32(len(e.members))
+		e.members = append(e.members, memberRef{rel: i, member: k.b})
 		g.entity(k.b).memberOf = append(g.entity(k.b).memberOf, i)
 	case relPerm:
-		g.entity(k.a).perms = append(g.entity(k.a).perms, i)
+		g.role(k.a).perms = append(g.role(k.a).perms, i)
 	case relInclude:
-		g.entity(k.a).includes = append(g.entity(k.a).includes, i)
-		g.entity(k.b).includedBy = append(g.entity(k.b).includedBy, i)
+		g.role(k.a).includes = append(g.role(k.a).includes, i)
+		g.role(k.b).includedBy = append(g.role(k.b).includedBy, i)
 	case relGrantRole:
 		g.entity(k.a).grants = append(g.entity(k.a).grants, i)
-		g.entity(k.b).grantsOf = append(g.entity(k.b).grantsOf, i)
+		g.role(k.b).grantsOf = append(g.role(k.b).grantsOf, i)
 		g.resGrant[k.c] = append(g.resGrant[k.c], i)
 	case relGrantAction:
 		g.entity(k.a).grants = append(g.entity(k.a).grants, i)
@@ -224,14 +457,14 @@ type Stats struct {
 func (g *Graph) Stats() Stats {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
-	s := Stats{Events: g.applied, Position: g.position, Relations: len(g.rels), Names: len(g.names)}
+	s := Stats{Events: g.applied, Position: g.position, Relations: g.rels.len(), Names: len(g.names)}
 	for _, e := range g.ents {
 		if e != nil {
 			s.Entities++
 		}
 	}
-	for i := range g.rels {
-		s.Intervals += len(g.rels[i].ivs)
+	for i := range int32(g.rels.len()) {
+		s.Intervals += len(g.rels.ivs(g.rels.at(i)))
 	}
 	return s
 }
@@ -272,9 +505,9 @@ func (g *Graph) apply(r *event.Record) {
 	d := &r.Data
 	switch r.Type {
 	case event.PrincipalCreated:
-		g.life(d.Principal, lifeEvent{stamp: st, op: opCreated, attrs: d.Attributes})
+		g.life(d.Principal, lifeEvent{stamp: st, op: opCreated, attrs: g.packAttrs(d.Attributes)})
 	case event.PrincipalUpdated:
-		g.life(d.Principal, lifeEvent{stamp: st, op: opUpdated, attrs: d.Attributes})
+		g.life(d.Principal, lifeEvent{stamp: st, op: opUpdated, attrs: g.packAttrs(d.Attributes)})
 	case event.PrincipalDisabled:
 		g.life(d.Principal, lifeEvent{stamp: st, op: opDisabled})
 	case event.PrincipalEnabled:
@@ -330,14 +563,14 @@ func firstNonEmpty(a, b string) string {
 // relEvent records an add or remove of relation k and re-derives it.
 func (g *Graph) relEvent(k relKey, add bool, st stamp, expires int64) {
 	i := g.relation(k)
-	r := &g.rels[i]
-	e := relEvent{stamp: st, expires: expires, op: opRemove}
+	r := g.rels.at(i)
+	e := relEvent{stamp: st, exp: removeMark}
 	if add {
-		e.op = opAdd
+		e.exp = expires
 	}
-	r.events = insertSorted(r.events, e, func(x relEvent) stamp { return x.stamp })
-	r.maxRec = max(r.maxRec, st.rec)
-	r.ivs = g.deriveRel(r, forever, r.ivs[:0])
+	g.rels.setEvents(r, insertSorted(g.rels.events(r), e, func(x relEvent) stamp { return x.stamp }))
+	g.rels.setIvs(r, g.deriveRel(r, forever, g.rels.ivBuf(r)))
+	g.noteIvs(r)
 }
 
 // deleted records the deletion of id and re-derives every relation it is an end of.
@@ -345,26 +578,75 @@ func (g *Graph) deleted(id uint32, st stamp) {
 	e := g.entity(id)
 	e.dels = insertSorted(e.dels, st, func(x stamp) stamp { return x })
 	e.maxDelRec = max(e.maxDelRec, st.rec)
-	for _, list := range [][]int32{e.memberOf, e.members, e.grants, e.perms, e.includes, e.includedBy, e.grantsOf} {
+	rederive := func(i int32) {
+		r := g.rels.at(i)
+		g.rels.setIvs(r, g.deriveRel(r, forever, g.rels.ivBuf(r)))
+		g.noteIvs(r)
+	}
+	for _, m := range e.members {
+		rederive(m.rel)
+	}
+	lists := [][]int32{e.memberOf, e.grants}
+	if e.roleRels != nil {
+		lists = append(lists, e.perms, e.includes, e.includedBy, e.grantsOf)
+	}
+	for _, list := range lists {
 		for _, i := range list {
-			r := &g.rels[i]
-			r.ivs = g.deriveRel(r, forever, r.ivs[:0])
+			rederive(i)
 		}
 	}
 }
 
 // life records a principal lifecycle event or use and re-derives the principal's status.
 func (g *Graph) life(principal string, le lifeEvent) {
-	e := g.entity(g.intern(principal))
+	id := g.intern(principal)
+	e := g.entity(id)
 	n := len(e.life)
-	if le.op == opUse && n > 0 && e.life[n-1].stamp.less(le.stamp) && len(e.status) > 0 &&
-		e.status[len(e.status)-1].to == forever && e.status[len(e.status)-1].state != stDeleted {
-		// A use after everything else, of a principal that exists: changes nothing.
-		e.life = append(e.life, le)
-		return
+	if le.op == opUse && n > 0 && e.life[n-1].stamp.less(le.stamp) {
+		if last, ok := g.lastStatus(id); ok && last.to == forever && last.state != stDeleted {
+			// A use after everything else, of a principal that exists: changes nothing.
+			e.life = append(e.life, le)
+			return
+		}
 	}
 	e.life = insertSorted(e.life, le, func(x lifeEvent) stamp { return x.stamp })
-	e.status = deriveStatus(e.life, forever, e.status[:0])
+	g.setStatus(id, e, deriveStatus(e.life, forever, g.statusBuf[:0]))
+}
+
+// setStatus sets a principal's status: in short in g.stat, and in full in the entity only
+// when that is too short for it.
+func (g *Graph) setStatus(id uint32, e *entity, ivs []statusIv) {
+	h := headOf(ivs)
+	g.stat[id] = h
+	if h.many {
+		e.status = append(e.status[:0], ivs...)
+	} else {
+		e.status = nil
+	}
+	g.statusBuf = ivs[:0]
+}
+
+// statusOf is a principal's status intervals (made anew unless many).
+func (g *Graph) statusOf(id uint32) []statusIv {
+	if h := &g.stat[id]; !h.many {
+		return h.ivs()
+	}
+	return g.ents[id].status
+}
+
+// lastStatus is a principal's last status interval.
+func (g *Graph) lastStatus(id uint32) (statusIv, bool) {
+	h := &g.stat[id]
+	switch {
+	case h.many:
+		st := g.ents[id].status
+		return st[len(st)-1], true
+	case h.s2 != 0:
+		return statusIv{from: h.mid, to: h.to, state: h.s2}, true
+	case h.s1 != 0:
+		return statusIv{from: h.from, to: h.to, state: h.s1}, true
+	}
+	return statusIv{}, false
 }
 
 // insertSorted inserts v into s, kept in event-time order; equal stamps keep arrival order.
@@ -398,6 +680,7 @@ func (g *Graph) endsOf(r *relation) (a, b []stamp) {
 // before known, appending them to out.
 func (g *Graph) deriveRel(r *relation, known int64, out []interval) []interval {
 	da, db := g.endsOf(r)
+	events := g.rels.events(r)
 	var (
 		holding    bool
 		cur        interval
@@ -418,7 +701,7 @@ func (g *Graph) deriveRel(r *relation, known int64, out []interval) []interval {
 			ev     *relEvent
 			picked = false
 		)
-		for ie < len(r.events) && r.events[ie].rec > known {
+		for ie < len(events) && events[ie].rec > known {
 			ie++
 		}
 		for ia < len(da) && da[ia].rec > known {
@@ -427,8 +710,8 @@ func (g *Graph) deriveRel(r *relation, known int64, out []interval) []interval {
 		for ib < len(db) && db[ib].rec > known {
 			ib++
 		}
-		if ie < len(r.events) {
-			next, ev, picked = r.events[ie].stamp, &r.events[ie], true
+		if ie < len(events) {
+			next, ev, picked = events[ie].stamp, &events[ie], true
 		}
 		if ia < len(da) && (!picked || da[ia].less(next)) {
 			next, ev, isDel, picked = da[ia], nil, true, true
@@ -455,25 +738,26 @@ func (g *Graph) deriveRel(r *relation, known int64, out []interval) []interval {
 			if holding {
 				closeAt(next.time, EndDeleted)
 			}
-		case ev.op == opAdd:
+		case ev.op() == opAdd:
+			exp := ev.expires()
 			switch {
-			case holding && ev.expires != 0 && ev.expires <= next.time:
+			case holding && exp != 0 && exp <= next.time:
 				// Renewed with an expiry already past: it ends now, not retroactively.
 				closeAt(next.time, EndExpired)
-			case holding && ev.expires != cur.expires:
+			case holding && exp != cur.expires:
 				// Renewed with another expiry: a new interval, so that every instant shows the
 				// expiry in force then.
 				closeAt(next.time, EndRenewed)
 				holding = true
-				cur = interval{from: next.time, expires: ev.expires}
+				cur = interval{from: next.time, expires: exp}
 			case holding:
-			case ev.expires != 0 && ev.expires <= next.time:
+			case exp != 0 && exp <= next.time:
 				// Added already expired: never holds.
 			default:
 				holding = true
-				cur = interval{from: next.time, expires: ev.expires}
+				cur = interval{from: next.time, expires: exp}
 			}
-		case ev.op == opRemove:
+		case ev.op() == opRemove:
 			if holding {
 				closeAt(next.time, EndRemoved)
 			}
@@ -488,6 +772,49 @@ func (g *Graph) deriveRel(r *relation, known int64, out []interval) []interval {
 		}
 	}
 	return out
+}
+
+// statusHead is a principal's status in short: its first interval [from, mid) in state s1 and,
+// when s2 != 0, the next [mid, to) in state s2 (else the first ends at to); many when it has
+// more (look at the entity's).
+type statusHead struct {
+	from, mid, to int64
+	s1, s2        uint8 // 0: none
+	many          bool
+}
+
+func headOf(ivs []statusIv) statusHead {
+	switch {
+	case len(ivs) == 0:
+		return statusHead{}
+	case len(ivs) == 1:
+		return statusHead{from: ivs[0].from, mid: ivs[0].to, to: ivs[0].to, s1: ivs[0].state}
+	case len(ivs) == 2 && ivs[0].to == ivs[1].from:
+		return statusHead{from: ivs[0].from, mid: ivs[0].to, to: ivs[1].to, s1: ivs[0].state, s2: ivs[1].state}
+	}
+	return statusHead{many: true}
+}
+
+// ivs is the intervals of a head that is not many.
+func (h *statusHead) ivs() []statusIv {
+	switch {
+	case h.s1 == 0:
+		return nil
+	case h.s2 == 0:
+		return []statusIv{{from: h.from, to: h.to, state: h.s1}}
+	}
+	return []statusIv{{from: h.from, to: h.mid, state: h.s1}, {from: h.mid, to: h.to, state: h.s2}}
+}
+
+// at is the state at t and since when it holds (0: none).
+func (h *statusHead) at(t int64) (uint8, int64) {
+	switch {
+	case h.s1 == 0 || t < h.from || t >= h.to:
+		return 0, 0
+	case t < h.mid:
+		return h.s1, h.from
+	}
+	return h.s2, h.mid
 }
 
 // deriveStatus derives a principal's status intervals from its lifecycle events recorded at or
@@ -543,7 +870,7 @@ func deriveStatus(life []lifeEvent, known int64, out []statusIv) []statusIv {
 
 // attributesAt replays a principal's attributes up to t, from events recorded at or before
 // known.
-func attributesAt(life []lifeEvent, t, known int64) map[string]string {
+func (g *Graph) attributesAt(life []lifeEvent, t, known int64) map[string]string {
 	var attrs map[string]string
 	exists := false
 	for i := range life {
@@ -556,13 +883,13 @@ func attributesAt(life []lifeEvent, t, known int64) map[string]string {
 			if !exists {
 				exists, attrs = true, map[string]string{}
 			}
-			for k, v := range le.attrs {
+			g.eachAttr(le.attrs, func(k, v string) {
 				if v == "" {
 					delete(attrs, k)
 				} else {
 					attrs[k] = v
 				}
-			}
+			})
 		case opDeleted:
 			exists, attrs = false, nil
 		}

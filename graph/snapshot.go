@@ -22,18 +22,20 @@ func (g *Graph) Encode(w *bin.Writer) {
 	for _, n := range g.names {
 		w.String(n)
 	}
-	w.Uvarint(uint64(len(g.rels)))
-	for i := range g.rels {
-		r := &g.rels[i]
+	w.Uvarint(uint64(g.rels.len()))
+	for i := range int32(g.rels.len()) {
+		r := g.rels.at(i)
 		w.Uvarint(uint64(r.kind))
 		w.Uvarint(uint64(r.a))
 		w.Uvarint(uint64(r.b))
-		w.Uvarint(uint64(r.c))
-		w.Uvarint(uint64(len(r.events)))
-		for _, e := range r.events {
+		w.Uvarint(uint64(r.key().c))
+		evs := g.rels.events(r)
+		w.Uvarint(uint64(len(evs)))
+		for i := range evs {
+			e := &evs[i]
 			putStamp(w, e.stamp)
-			w.Varint(e.expires)
-			w.Uvarint(uint64(e.op))
+			w.Varint(e.expires())
+			w.Uvarint(uint64(e.op()))
 		}
 	}
 	ids := make([]uint32, 0, len(g.ents))
@@ -51,15 +53,11 @@ func (g *Graph) Encode(w *bin.Writer) {
 		for _, le := range e.life {
 			putStamp(w, le.stamp)
 			w.Uvarint(uint64(le.op))
-			keys := make([]string, 0, len(le.attrs))
-			for k := range le.attrs {
-				keys = append(keys, k)
-			}
-			slices.Sort(keys)
-			w.Uvarint(uint64(len(keys)))
-			for _, k := range keys {
-				w.String(k)
-				w.String(le.attrs[k])
+			var kv []string
+			g.eachAttr(le.attrs, func(k, v string) { kv = append(kv, k, v) })
+			w.Uvarint(uint64(len(kv) / 2))
+			for _, s := range kv {
+				w.String(s)
 			}
 		}
 		w.Uvarint(uint64(len(e.dels)))
@@ -94,7 +92,6 @@ func Decode(r *bin.Reader) (*Graph, error) {
 		g.intern(r.String())
 	}
 	nr := r.Len(bin.MaxLen)
-	g.rels = make([]relation, 0, nr)
 	for i := 0; i < nr && r.Err == nil; i++ {
 		k := relKey{kind: relKind(r.Uvarint()), a: r.Uint32(), b: r.Uint32(), c: r.Uint32()}
 		if k.kind < relMember || k.kind > relGrantAction || max(k.a, k.b, k.c) >= uint32(len(g.names)) {
@@ -102,12 +99,28 @@ func Decode(r *bin.Reader) (*Graph, error) {
 		}
 		ri := g.relation(k)
 		ne := r.Len(bin.MaxLen)
-		evs := make([]relEvent, ne)
-		for j := range evs {
-			evs[j] = relEvent{stamp: getStamp(r), expires: r.Varint(), op: op(r.Uvarint())}
-			g.rels[ri].maxRec = max(g.rels[ri].maxRec, evs[j].rec)
+		var evs []relEvent
+		if ne > 1 {
+			evs = make([]relEvent, 0, ne)
 		}
-		g.rels[ri].events = evs
+		for j := 0; j < ne && r.Err == nil; j++ {
+			e := relEvent{stamp: getStamp(r), exp: r.Varint()}
+			switch o := op(r.Uvarint()); {
+			case o == opRemove:
+				e.exp = removeMark
+			case o != opAdd && r.Err == nil:
+				return nil, fmt.Errorf("graph snapshot: relation %d has a corrupt event", i)
+			}
+			if ne == 1 {
+				rel := g.rels.at(ri)
+				rel.ev[0], rel.nev = e, 1
+			} else {
+				evs = append(evs, e)
+			}
+		}
+		if ne > 1 {
+			g.rels.setEvents(g.rels.at(ri), evs)
+		}
 	}
 	ne := r.Len(bin.MaxLen)
 	for i := 0; i < ne && r.Err == nil; i++ {
@@ -121,11 +134,12 @@ func Decode(r *bin.Reader) (*Graph, error) {
 		for j := range e.life {
 			le := lifeEvent{stamp: getStamp(r), op: op(r.Uvarint())}
 			if na := r.Len(1 << 16); na > 0 {
-				le.attrs = make(map[string]string, na)
+				attrs := make(map[string]string, na)
 				for a := 0; a < na; a++ {
 					k := r.String()
-					le.attrs[k] = r.String()
+					attrs[k] = r.String()
 				}
+				le.attrs = g.packAttrs(attrs)
 			}
 			e.life[j] = le
 		}
@@ -139,13 +153,16 @@ func Decode(r *bin.Reader) (*Graph, error) {
 	if r.Err != nil {
 		return nil, fmt.Errorf("read graph snapshot: %w", r.Err)
 	}
-	for i := range g.rels {
-		g.rels[i].ivs = g.deriveRel(&g.rels[i], forever, nil)
+	for i := range int32(g.rels.len()) {
+		r := g.rels.at(i)
+		g.rels.setIvs(r, g.deriveRel(r, forever, g.rels.ivBuf(r)))
+		g.noteIvs(r)
 	}
-	for _, e := range g.ents {
+	for id, e := range g.ents {
 		if e != nil && len(e.life) > 0 {
-			e.status = deriveStatus(e.life, forever, nil)
+			g.setStatus(uint32(id), e, deriveStatus(e.life, forever, g.statusBuf[:0]))
 		}
 	}
+	g.ranks() // start ordering the names now, rather than at the first question
 	return g, nil
 }
