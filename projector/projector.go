@@ -286,3 +286,27 @@ func (p *Projector) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// RunRetrying runs the projector until ctx ends, starting it again with back-off (100 ms up to
+// 10 s) whenever the log or the store fails: it resumes from the store's position, and what it
+// applies twice changes nothing. failed, when set, hears of each failure. It returns nil when
+// ctx ends.
+func (p *Projector) RunRetrying(ctx context.Context, failed func(error)) error {
+	wait := 100 * time.Millisecond
+	for {
+		err := p.Run(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		p.log.Error("projector stopped, starting it again", "error", err, "in", wait)
+		if failed != nil {
+			failed(err)
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
+}

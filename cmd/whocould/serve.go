@@ -141,7 +141,9 @@ func runServe(ctx context.Context, cfg serveConfig, logger *slog.Logger, hooks s
 	defer stopProjector()
 	health := &serviceHealth{stack: s}
 	if cfg.has(targetProjector) {
-		run(projCtx, "projector", func(ctx context.Context) error { return keepProjecting(ctx, s, health, logger) })
+		run(projCtx, "projector", func(ctx context.Context) error {
+			return s.proj.RunRetrying(ctx, func(err error) { health.projector.Store(&err) })
+		})
 	}
 	srcCtx, stopSources := context.WithCancel(context.Background())
 	defer stopSources()
@@ -244,27 +246,6 @@ func keepRunning(ctx context.Context, src ingest.Source, h ingest.Handler, logge
 			return nil
 		}
 		logger.Warn("source stopped, starting it again", "source", src.Name(), "error", err, "in", wait)
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-			return nil
-		}
-		wait = min(2*wait, 10*time.Second)
-	}
-}
-
-// keepProjecting runs the projector until ctx ends, starting it again (with back-off) when the
-// log or the store fails: it resumes from the store's checkpoint, and whatever it applies twice
-// changes nothing.
-func keepProjecting(ctx context.Context, s *stack, health *serviceHealth, logger *slog.Logger) error {
-	wait := 100 * time.Millisecond
-	for {
-		err := s.proj.Run(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		health.projector.Store(&err)
-		logger.Error("projector stopped, starting it again", "error", err, "in", wait)
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
