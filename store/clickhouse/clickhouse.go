@@ -1,6 +1,8 @@
 // Package clickhouse is the store for production: the projection in ClickHouse, through
 // clickhouse-go/v2 over the native protocol. Its schema is a set of versioned migrations
 // (migrations/*.sql) applied at Open. It runs on ClickHouse 18.16 and on current releases.
+// The same migrations make the schema for a cluster (Config.Cluster) and with what only
+// current releases have (Config.Modern, Config.Retention): see schema.go and deploy/clickhouse.
 //
 // Tables (see the migrations for their keys):
 //   - events: the raw event archive, with each event's log position;
@@ -20,6 +22,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,7 +72,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	ms, err := loadMigrations(migrationFiles, "migrations")
+	schema := cfg.schema()
+	ms, err := loadMigrationsFor(migrationFiles, "migrations", schema)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: %w", err)
 	}
@@ -76,8 +81,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkServer(ctx, conn, cfg); err != nil {
+		conn.Close()
+		return nil, err
+	}
 	s := &Store{cfg: cfg, conn: conn, log: cfg.Logger}
-	if err := migrate(ctx, conn, s.log, ms); err != nil {
+	if err := migrate(ctx, conn, s.log, schema, ms); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("clickhouse %s/%s: %w", cfg.Addr, cfg.Database, err)
 	}
@@ -108,7 +117,82 @@ func options(cfg Config, database string) *ch.Options {
 	if cfg.Compression {
 		o.Compression = &ch.Compression{Method: ch.CompressionLZ4}
 	}
+	if cfg.Cluster != "" {
+		// An insert into a Distributed table returns once every shard has its rows (not once
+		// they are queued on this server): Apply's reading back of what a failed insert left
+		// depends on it.
+		o.Settings = ch.Settings{"insert_distributed_sync": 1}
+	}
 	return o
+}
+
+// modernMinVersion is the oldest release Config.Modern is for.
+const modernMinVersion = "20.3"
+
+// checkServer refuses a configuration the server cannot serve: Modern on a release older than
+// modernMinVersion, a Cluster the server does not know.
+func checkServer(ctx context.Context, conn driver.Conn, cfg Config) error {
+	where := fmt.Sprintf("clickhouse %s/%s", cfg.Addr, cfg.Database)
+	if cfg.Modern {
+		var version string
+		if err := conn.QueryRow(ctx, "SELECT version()").Scan(&version); err != nil {
+			return fmt.Errorf("%s: read the server's version: %w", where, err)
+		}
+		if !versionAtLeast(version, modernMinVersion) {
+			return fmt.Errorf("clickhouse config: modern: the server at %s runs ClickHouse %s; LowCardinality, codecs and TTL "+
+				"need %s or later: set modern: false (and no retention)", cfg.Addr, version, modernMinVersion)
+		}
+	}
+	if cfg.Cluster != "" {
+		var n uint64
+		if err := conn.QueryRow(ctx, "SELECT count() FROM system.clusters WHERE cluster = ?", cfg.Cluster).Scan(&n); err != nil {
+			return fmt.Errorf("%s: read the server's clusters: %w", where, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("clickhouse config: cluster: the server at %s has no cluster %q in its remote_servers", cfg.Addr, cfg.Cluster)
+		}
+		// A Distributed table writes each shard's rows to one of its replicas, and the others
+		// fetch them a moment later. Reads must go where the writes went, or they miss rows
+		// (and Apply, reading back what a failed insert left, would write them twice): the
+		// first replica of each shard while it is up. ClickHouse 18.16 takes no string setting
+		// from this client, so the user's profile must say so (deploy/clickhouse/users.d).
+		var lb string
+		var preferLocal uint64
+		if err := conn.QueryRow(ctx, `SELECT
+    (SELECT value FROM system.settings WHERE name = 'load_balancing'),
+    (SELECT toUInt64(value) FROM system.settings WHERE name = 'prefer_localhost_replica')`).Scan(&lb, &preferLocal); err != nil {
+			return fmt.Errorf("%s: read the user's settings: %w", where, err)
+		}
+		if lb != "in_order" && lb != "first_or_random" {
+			return fmt.Errorf("clickhouse config: cluster: user %s on %s has load_balancing %s: reads could miss rows a replica has not "+
+				"fetched yet; set load_balancing to in_order (and prefer_localhost_replica to 0) in the user's profile, as "+
+				"deploy/clickhouse/users.d/whocould.xml does", cfg.Username, cfg.Addr, lb)
+		}
+		if preferLocal != 0 {
+			cfg.Logger.Warn("prefer_localhost_replica is 1: each server reads and writes its own replica of its shard, so "+
+				"processes on other servers of that shard see the projector's rows only once replicated; set it to 0 in the "+
+				"user's profile", "addr", cfg.Addr, "user", cfg.Username)
+		}
+	}
+	return nil
+}
+
+// versionAtLeast reports whether the release version (e.g. 18.16.1, 24.8.4.13) is min (major.minor)
+// or later.
+func versionAtLeast(version, min string) bool {
+	parse := func(v string) (major, minor int, ok bool) {
+		parts := strings.SplitN(v, ".", 3)
+		if len(parts) < 2 {
+			return 0, 0, false
+		}
+		var err1, err2 error
+		major, err1 = strconv.Atoi(parts[0])
+		minor, err2 = strconv.Atoi(parts[1])
+		return major, minor, err1 == nil && err2 == nil
+	}
+	vMajor, vMinor, ok := parse(version)
+	mMajor, mMinor, _ := parse(min)
+	return ok && (vMajor > mMajor || vMajor == mMajor && vMinor >= mMinor)
 }
 
 // connect opens the pool on cfg.Database, creating the database first when the server says it

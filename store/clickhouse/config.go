@@ -38,8 +38,35 @@ type Config struct {
 	// Compression compresses blocks with LZ4 on the wire. Default off: on loopback it costs more
 	// CPU than it saves.
 	Compression bool `yaml:"compression"`
+	// Cluster, when set, names a cluster of the servers' remote_servers: the schema is made ON
+	// CLUSTER, each table replicated within its shard (Replicated*MergeTree under
+	// /clickhouse/tables/{shard}/DATABASE/TABLE_local, the servers' {shard} and {replica}
+	// macros) with a Distributed table of the usual name in front of it, so that readers and
+	// the projector use the same names as on one server; the checkpoint and the migrations
+	// table are replicated to every server. Inserts wait until the shards have the rows
+	// (insert_distributed_sync). Empty (the default): one server, plain MergeTree tables.
+	Cluster string `yaml:"cluster"`
+	// Modern uses what only current ClickHouse releases have: LowCardinality for the tenant,
+	// source, type, action, policy and reason columns, CODEC(Delta, ZSTD) on the times and
+	// positions that grow along a sort key, CODEC(ZSTD) on JSON and the high-entropy columns
+	// of decisions, and TTL for Retention. Open refuses it on a server older than 20.3
+	// (ClickHouse 18.16 has none of it). Default off.
+	Modern bool `yaml:"modern"`
+	// Retention is how long rows are kept (TTL, Modern only): whole days, zero for ever.
+	Retention Retention `yaml:"retention"`
 	// Logger receives the store's logs. Default: none.
 	Logger *slog.Logger `yaml:"-"`
+}
+
+// Retention is how long the tables keep their rows, by the time that partitions them. Rows go
+// in whole parts (ttl_only_drop_parts), once every row of a part is older than the retention:
+// a part covers at most a month, so a row stays at most about a month longer. Zero keeps rows
+// for ever. The usage aggregates keep counting decisions that expired.
+type Retention struct {
+	// Decisions keeps decisions this long after their event time.
+	Decisions time.Duration `yaml:"decisions"`
+	// Events keeps the archive's events this long after whocould stored them.
+	Events time.Duration `yaml:"events"`
 }
 
 // Defaults.
@@ -126,6 +153,21 @@ func (c Config) Validate() error {
 	}
 	if c.BlockRows < 1 {
 		bad("block_rows", "%d: want at least 1", c.BlockRows)
+	}
+	if c.Cluster != "" && (!identifier.MatchString(c.Cluster) || len(c.Cluster) > 128) {
+		bad("cluster", "%q is not a name of letters, digits and _ (not starting with a digit)", c.Cluster)
+	}
+	for _, r := range []struct {
+		name string
+		v    time.Duration
+	}{{"retention.decisions", c.Retention.Decisions}, {"retention.events", c.Retention.Events}} {
+		switch {
+		case r.v == 0:
+		case r.v < 0 || r.v%(24*time.Hour) != 0:
+			bad(r.name, "%v is not a whole number of days (24h each)", r.v)
+		case !c.Modern:
+			bad(r.name, "retention is a TTL, which needs modern: true (ClickHouse %s or later)", modernMinVersion)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -18,10 +18,11 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
-// The schema: versioned migrations, NNNN_name.sql, applied in order at Open. Each is a list of
-// statements, each ending with ";" at the end of a line, written to run again harmlessly (IF NOT
-// EXISTS), so a migration cut short by a crash is simply applied again. The SQL is the subset
-// ClickHouse 18.16 runs (../shared/DEPENDENCIES.md).
+// The schema: versioned migrations, NNNN_name.sql, applied in order at Open. Each is a
+// template (schema.go) rendered for the configured deployment into a list of statements, each
+// ending with ";" at the end of a line, written to run again harmlessly (IF NOT EXISTS), so a
+// migration cut short by a crash is simply applied again. Rendered for one server and not
+// modern, the SQL is the subset ClickHouse 18.16 runs (../shared/DEPENDENCIES.md).
 //
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
@@ -29,16 +30,22 @@ var migrationFiles embed.FS
 type migration struct {
 	version  uint32
 	name     string
-	sum      string // SHA-256 of the file, hex
+	sum      string // SHA-256 of the rendering, hex
+	text     string // the rendering
 	stmts    []string
 	fileName string
 }
 
 var migrationName = regexp.MustCompile(`^(\d{4})_([a-z0-9_]+)\.sql$`)
 
-// loadMigrations reads the embedded migrations, in version order: versions 1, 2, 3, ... each
-// once.
+// loadMigrations reads the embedded migrations rendered for one server, not modern, in version
+// order: versions 1, 2, 3, ... each once.
 func loadMigrations(fsys fs.FS, dir string) ([]migration, error) {
+	return loadMigrationsFor(fsys, dir, schemaOptions{})
+}
+
+// loadMigrationsFor reads the migrations rendered for o, in version order.
+func loadMigrationsFor(fsys fs.FS, dir string, o schemaOptions) ([]migration, error) {
 	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
 		return nil, err
@@ -54,12 +61,17 @@ func loadMigrations(fsys fs.FS, dir string) ([]migration, error) {
 		if err != nil {
 			return nil, err
 		}
-		sum := sha256.Sum256(b)
-		stmts := splitStatements(string(b))
+		text, err := o.render(e.Name(), string(b))
+		if err != nil {
+			return nil, fmt.Errorf("migration %s: %w", e.Name(), err)
+		}
+		sum := sha256.Sum256([]byte(text))
+		stmts := splitStatements(text)
 		if len(stmts) == 0 {
 			return nil, fmt.Errorf("migration %s: no statement", e.Name())
 		}
-		ms = append(ms, migration{version: uint32(v), name: m[2], sum: hex.EncodeToString(sum[:]), stmts: stmts, fileName: e.Name()})
+		ms = append(ms, migration{version: uint32(v), name: m[2], sum: hex.EncodeToString(sum[:]), text: text, stmts: stmts,
+			fileName: e.Name()})
 	}
 	slices.SortFunc(ms, func(a, b migration) int { return int(a.version) - int(b.version) })
 	for i, m := range ms {
@@ -95,20 +107,38 @@ func splitStatements(sql string) []string {
 	return stmts
 }
 
-const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
+// createMigrationsTable is a template, like the migrations. On a cluster it first makes the
+// database on every server, and every server holds the whole table, so that a store opened on
+// any server sees the migrations applied.
+const createMigrationsTable = `{{create_database}}CREATE TABLE IF NOT EXISTS {{name "schema_migrations"}}{{on_cluster}} (
     version    UInt32,
     name       String,
     checksum   String,
     applied_at DateTime('UTC')
-) ENGINE = ReplacingMergeTree
+) ENGINE = {{engine_all "schema_migrations" "ReplacingMergeTree"}}
 ORDER BY version`
 
-// migrate applies the migrations not yet recorded in schema_migrations, in order, recording
-// each once all its statements ran. A recorded migration whose file changed since is an error:
-// the schema would no longer be what the file says.
-func migrate(ctx context.Context, conn driver.Conn, log *slog.Logger, ms []migration) error {
-	if err := conn.Exec(ctx, createMigrationsTable); err != nil {
-		return fmt.Errorf("create schema_migrations: %w", err)
+// migrate creates schema_migrations when it is missing, then applies the migrations not yet
+// recorded there, in order, recording each once all its statements ran. A recorded migration
+// whose rendering changed since is an error: the schema would no longer be what the file and
+// the configuration say. When every migration is recorded it runs no DDL at all (on a cluster,
+// DDL waits for every server).
+func migrate(ctx context.Context, conn driver.Conn, log *slog.Logger, o schemaOptions, ms []migration) error {
+	var have uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'schema_migrations'").
+		Scan(&have); err != nil {
+		return fmt.Errorf("look for schema_migrations: %w", err)
+	}
+	if have == 0 {
+		sql, err := o.render("schema_migrations", createMigrationsTable)
+		if err != nil {
+			return fmt.Errorf("create schema_migrations: %w", err)
+		}
+		for _, stmt := range splitStatements(sql) {
+			if err := conn.Exec(ctx, stmt); err != nil {
+				return fmt.Errorf("create schema_migrations: %w", err)
+			}
+		}
 	}
 	applied := map[uint32]string{}
 	rows, err := conn.Query(ctx, "SELECT version, any(checksum) FROM schema_migrations GROUP BY version")
@@ -131,7 +161,9 @@ func migrate(ctx context.Context, conn driver.Conn, log *slog.Logger, ms []migra
 	for _, m := range ms {
 		if sum, ok := applied[m.version]; ok {
 			if sum != m.sum {
-				return fmt.Errorf("migration %s was applied with checksum %s and is now %s: never edit an applied migration, add one",
+				return fmt.Errorf("migration %s was applied with checksum %s and renders now as %s: either the file was edited "+
+					"(never edit an applied migration, add one) or cluster, modern or retention differ from when the database "+
+					"was made (a database keeps the schema it was made with: to change them, make a new database and rebuild into it)",
 					m.fileName, sum, m.sum)
 			}
 			continue

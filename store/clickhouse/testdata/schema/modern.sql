@@ -1,0 +1,124 @@
+-- 0000_schema_migrations.sql
+-- The migrations applied, made by Open before the migrations (migrate.go).
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    UInt32,
+    name       String,
+    checksum   String,
+    applied_at DateTime('UTC')
+) ENGINE = ReplacingMergeTree
+ORDER BY version;
+
+-- 0001_events.sql
+-- The raw event archive: every event of a known type the projector applied, as the log held it,
+-- except decisions: the decisions table keeps every field of a decision event and is their
+-- archive (a second copy as JSON would be most of the bytes on disk). Partitioned by month of
+-- recorded time, which never decreases along the log, so the newest positions are in the newest
+-- partition; ordered for a tenant's events in log order.
+CREATE TABLE IF NOT EXISTS events (
+    tenant      LowCardinality(String),
+    position    UInt64 CODEC(Delta, ZSTD),          -- place in the log
+    recorded    DateTime('UTC') CODEC(Delta, ZSTD), -- when whocould stored it, for partitioning
+    recorded_us Int64 CODEC(Delta, ZSTD),           -- the same, Unix microseconds
+    time_us     Int64 CODEC(Delta, ZSTD),           -- event time, Unix microseconds
+    source      LowCardinality(String),
+    id          String CODEC(ZSTD),
+    type        LowCardinality(String),
+    event       String CODEC(ZSTD)           -- the CloudEvent, JSON
+) ENGINE = MergeTree
+PARTITION BY toYYYYMM(recorded)
+ORDER BY (tenant, position)
+TTL recorded + INTERVAL 2557 DAY
+SETTINGS ttl_only_drop_parts = 1;
+
+-- The tenants that have any event, kept by materialized views over the archive and decisions.
+CREATE TABLE IF NOT EXISTS tenants (
+    tenant LowCardinality(String)
+) ENGINE = ReplacingMergeTree
+ORDER BY tenant;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS tenants_mv TO tenants AS
+SELECT DISTINCT tenant FROM events;
+
+-- 0002_decisions.sql
+-- Enforcement points' decisions. Partitioned by month of event time (retention drops whole
+-- months); ordered by principal and time, so "what did this principal do between From and To" reads
+-- one key range, and (time, position) makes each decision's key unique.
+CREATE TABLE IF NOT EXISTS decisions (
+    tenant      LowCardinality(String),
+    date        Date,    -- of event time (UTC), for partitioning
+    time_us     Int64 CODEC(Delta, ZSTD),   -- event time, Unix microseconds
+    position    UInt64 CODEC(ZSTD),  -- place in the log
+    principal   String,
+    action      LowCardinality(String),
+    resource    String CODEC(ZSTD),
+    allow       UInt8,   -- 1: allow, 0: deny
+    reason      LowCardinality(String),
+    policy      LowCardinality(String),
+    request     String CODEC(ZSTD),
+    source      LowCardinality(String),
+    id          String CODEC(ZSTD),
+    recorded_us Int64 CODEC(Delta, ZSTD)    -- when whocould stored it, Unix microseconds
+) ENGINE = MergeTree
+PARTITION BY toYYYYMM(date)
+ORDER BY (tenant, principal, time_us, position)
+TTL date + INTERVAL 400 DAY
+SETTINGS ttl_only_drop_parts = 1;
+
+-- Allowed use of each (principal, action, resource): first and last use and how often. Kept by
+-- a materialized view over every block inserted into decisions; read with the -Merge functions.
+-- It stays exact because no decision is ever inserted twice (see Store.Apply).
+CREATE TABLE IF NOT EXISTS usage (
+    tenant    LowCardinality(String),
+    principal String,
+    action    LowCardinality(String),
+    resource  String,
+    first_us  AggregateFunction(min, Int64),
+    last_us   AggregateFunction(max, Int64),
+    uses      AggregateFunction(count)
+) ENGINE = AggregatingMergeTree
+ORDER BY (tenant, principal, action, resource);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS usage_mv TO usage AS
+SELECT tenant, principal, action, resource,
+       minState(time_us) AS first_us, maxState(time_us) AS last_us, countState() AS uses
+FROM decisions
+WHERE allow = 1
+GROUP BY tenant, principal, action, resource;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS tenants_decisions_mv TO tenants AS
+SELECT DISTINCT tenant FROM decisions;
+
+-- 0003_approvals.sql
+-- Approval requests and the answers to them, one row per event, read back per request in log
+-- order.
+CREATE TABLE IF NOT EXISTS approvals (
+    tenant      LowCardinality(String),
+    request     String,
+    position    UInt64 CODEC(Delta, ZSTD),          -- place in the log
+    type        LowCardinality(String),          -- approval.requested, approval.granted or approval.rejected
+    time_us     Int64 CODEC(Delta, ZSTD),           -- event time, Unix microseconds
+    requester   String,
+    approver    String,
+    reason      String,
+    change      String CODEC(ZSTD),          -- the change asked for, JSON
+    recorded    DateTime('UTC') CODEC(Delta, ZSTD), -- when whocould stored it, for partitioning
+    recorded_us Int64 CODEC(Delta, ZSTD)
+) ENGINE = MergeTree
+PARTITION BY toYYYYMM(recorded)
+ORDER BY (tenant, request, position);
+
+-- 0004_checkpoint.sql
+-- The projector's checkpoint. Each write is a new row; the highest version wins (argMax on
+-- read, and merges keep only it).
+--   position: every record up to here is applied.
+--   written:  records up to here may have been written (a crash or a failed insert can leave
+--             rows of (position, written]); the store checks that stretch before writing it
+--             again, so nothing is ever inserted twice.
+CREATE TABLE IF NOT EXISTS projector_checkpoint (
+    name     String,
+    version  UInt64,
+    position UInt64,
+    written  UInt64,
+    updated  DateTime('UTC')
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY name;
