@@ -10,8 +10,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"unicode"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 )
 

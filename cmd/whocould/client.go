@@ -96,7 +96,6 @@ func (c *apiClient) do(ctx context.Context, method, path, contentType string, bo
 	}
 }
 
-
 // remoteQuerier asks a running whocould's API (GET /v1/who-could, ...), so that the query
 // commands work with --server exactly as on a data directory.
 type remoteQuerier struct{ c *apiClient }

@@ -169,7 +169,9 @@ func runDemo(ctx context.Context, g *globals, h *demo.History, keepServing bool,
 	defer stop()
 	up := make(chan served, 1)
 	done := make(chan error, 1)
-	go func() { done <- runServe(sctx, cfg, g.logger, serveHooks{lock: lock, ready: func(s served) { up <- s }}) }()
+	go func() {
+		done <- runServe(sctx, cfg, g.logger, serveHooks{lock: lock, ready: func(s served) { up <- s }})
+	}()
 	var srv served
 	select {
 	case srv = <-up:
