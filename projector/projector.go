@@ -13,6 +13,7 @@ import (
 
 	"github.com/whocould/whocould/event"
 	"github.com/whocould/whocould/eventlog"
+	"github.com/whocould/whocould/internal/backoff"
 	"github.com/whocould/whocould/store"
 )
 
@@ -292,21 +293,18 @@ func (p *Projector) Run(ctx context.Context) error {
 // applies twice changes nothing. failed, when set, hears of each failure. It returns nil when
 // ctx ends.
 func (p *Projector) RunRetrying(ctx context.Context, failed func(error)) error {
-	wait := 100 * time.Millisecond
+	wait := backoff.Backoff{Min: 100 * time.Millisecond, Max: 10 * time.Second}
 	for {
 		err := p.Run(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
-		p.log.Error("projector stopped, starting it again", "error", err, "in", wait)
+		p.log.Error("projector stopped, starting it again", "error", err, "in", wait.Next())
 		if failed != nil {
 			failed(err)
 		}
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
+		if !wait.Wait(ctx) {
 			return nil
 		}
-		wait = min(2*wait, 10*time.Second)
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/whocould/whocould/ingest"
 	"github.com/whocould/whocould/ingest/kafkasource"
 	"github.com/whocould/whocould/ingest/natssource"
+	"github.com/whocould/whocould/internal/backoff"
 )
 
 func newServe(g *globals) *cobra.Command {
@@ -239,19 +240,16 @@ func serveDone(err error, failed chan<- error) {
 // keepRunning runs src until ctx ends, starting it again (with back-off) after a failure: a
 // failed batch was not acknowledged and comes again.
 func keepRunning(ctx context.Context, src ingest.Source, h ingest.Handler, logger *slog.Logger) error {
-	wait := 100 * time.Millisecond
+	wait := backoff.Backoff{Min: 100 * time.Millisecond, Max: 10 * time.Second}
 	for {
 		err := src.Run(ctx, h)
 		if ctx.Err() != nil {
 			return nil
 		}
-		logger.Warn("source stopped, starting it again", "source", src.Name(), "error", err, "in", wait)
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
+		logger.Warn("source stopped, starting it again", "source", src.Name(), "error", err, "in", wait.Next())
+		if !wait.Wait(ctx) {
 			return nil
 		}
-		wait = min(2*wait, 10*time.Second)
 	}
 }
 
@@ -376,39 +374,57 @@ func connectNATS(c natsConfig, logger *slog.Logger) (*nats.Conn, error) {
 
 // registerPipelineMetrics exposes the log's and the projection's positions and the lag.
 func registerPipelineMetrics(reg *prometheus.Registry, s *stack) {
-	last := func() float64 {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		n, err := s.log.Last(ctx)
-		if err != nil {
-			return -1
-		}
-		return float64(n)
+	reg.MustRegister(pipelineCollector{s})
+}
+
+// pipelineCollector reads the log's last position once per scrape (it asks the NATS server)
+// and derives every gauge that needs it from that one reading.
+type pipelineCollector struct{ s *stack }
+
+var (
+	descLogPosition = prometheus.NewDesc("whocould_log_position",
+		"Position of the last event in the log (-1: the log cannot be read).", nil, nil)
+	descDeadLetters = prometheus.NewDesc("whocould_deadletters", "Dead letters kept so far.", nil, nil)
+	descProjected   = prometheus.NewDesc("whocould_projection_position", "Log position the projection has applied.", nil, nil)
+	descLagEvents   = prometheus.NewDesc("whocould_projector_lag_events", "Events in the log not yet applied by the projector.", nil, nil)
+	descLagSeconds  = prometheus.NewDesc("whocould_projector_lag_seconds",
+		"How long ago the log recorded the last event the projector applied, while it lags (0 when caught up).", nil, nil)
+	descRejected = prometheus.NewDesc("whocould_projector_rejected",
+		"Log messages the projector could not decode (dead-lettered).", nil, nil)
+)
+
+func (c pipelineCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descLogPosition
+	ch <- descDeadLetters
+	if c.s.proj != nil {
+		ch <- descProjected
+		ch <- descLagEvents
+		ch <- descLagSeconds
+		ch <- descRejected
 	}
-	gauge := func(name, help string, fn func() float64) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "whocould", Name: name, Help: help}, fn)
+}
+
+func (c pipelineCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.s
+	last := -1.0
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	if n, err := s.log.Last(ctx); err == nil {
+		last = float64(n)
 	}
-	reg.MustRegister(
-		gauge("log_position", "Position of the last event in the log (-1: the log cannot be read).", last),
-		gauge("deadletters", "Dead letters kept so far.", func() float64 { return float64(s.dead.Count()) }),
-	)
+	cancel()
+	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
+	gauge(descLogPosition, last)
+	gauge(descDeadLetters, float64(s.dead.Count()))
 	if s.proj == nil {
 		return
 	}
-	reg.MustRegister(
-		gauge("projection_position", "Log position the projection has applied.", func() float64 { return float64(s.proj.Position()) }),
-		gauge("projector_lag_events", "Events in the log not yet applied by the projector.", func() float64 {
-			return max(0, last()-float64(s.proj.Position()))
-		}),
-		gauge("projector_lag_seconds", "How long ago the log recorded the last event the projector applied, while it lags (0 when caught up).", func() float64 {
-			if last() <= float64(s.proj.Position()) {
-				return 0
-			}
-			if r := s.proj.Recorded(); !r.IsZero() {
-				return time.Since(r).Seconds()
-			}
-			return 0
-		}),
-		gauge("projector_rejected", "Log messages the projector could not decode (dead-lettered).", func() float64 { return float64(s.proj.Rejected()) }),
-	)
+	pos := float64(s.proj.Position())
+	lagSeconds := 0.0
+	if r := s.proj.Recorded(); last > pos && !r.IsZero() {
+		lagSeconds = time.Since(r).Seconds()
+	}
+	gauge(descProjected, pos)
+	gauge(descLagEvents, max(0, last-pos))
+	gauge(descLagSeconds, lagSeconds)
+	gauge(descRejected, float64(s.proj.Rejected()))
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/segmentio/kafka-go/sasl/scram"
 
 	"github.com/whocould/whocould/ingest"
+	"github.com/whocould/whocould/internal/backoff"
 )
 
 // Config configures a source. Brokers is the only field without a default.
@@ -265,7 +266,7 @@ func (s *Source) Run(ctx context.Context, handle ingest.Handler) error {
 		}
 	}()
 	topics := strings.Join(s.cfg.Topics, ",")
-	var backoff ingest.Backoff
+	var backoff backoff.Backoff
 	batch := make([]ingest.Message, 0, s.cfg.Batch)
 	msgs := make([]kafka.Message, 0, s.cfg.Batch)
 	for ctx.Err() == nil {

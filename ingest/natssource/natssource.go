@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/whocould/whocould/ingest"
+	"github.com/whocould/whocould/internal/backoff"
 )
 
 // Config configures a source. The zero value (with a connection) reads the default inbox.
@@ -145,7 +146,7 @@ func (s *Source) Run(ctx context.Context, handle ingest.Handler) error {
 		return fmt.Errorf("nats source: %w", err)
 	}
 	var cons jetstream.Consumer
-	var backoff ingest.Backoff
+	var backoff backoff.Backoff
 	for cons == nil {
 		if cons, err = s.consumer(ctx, js); err != nil {
 			if ctx.Err() != nil {

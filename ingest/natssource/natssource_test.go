@@ -80,9 +80,20 @@ func TestConformance(t *testing.T) {
 				t.Fatal(err)
 			}
 			pub := func(ctx context.Context, key string, payloads ...[]byte) error {
+				// Each publish is tried again until the broker acknowledges it: a request sent
+				// while the client is reconnecting after a broker restart gets no answer.
 				for _, p := range payloads {
-					if _, err := js.Publish(ctx, prefix+"."+key, p); err != nil {
-						return err
+					for {
+						pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+						_, err := js.Publish(pctx, prefix+"."+key, p)
+						cancel()
+						if err == nil {
+							break
+						}
+						if ctx.Err() != nil {
+							return err
+						}
+						time.Sleep(20 * time.Millisecond)
 					}
 				}
 				return nil
