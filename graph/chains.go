@@ -30,6 +30,9 @@ const (
 	// organisation's real nesting gives (the random histories of the differential test reach
 	// ~90), it only cuts nesting that multiplies chains.
 	MaxPaths = 1024
+	// MaxAnswerPaths bounds the paths of one who-could answer: past it, each further principal
+	// lists only its first path.
+	MaxAnswerPaths = 1 << 16
 	// The quick walk gives up past these.
 	quickChains = 256
 	quickSteps  = 4096
@@ -39,7 +42,7 @@ const (
 var (
 	// maxAnswerPaths bounds the paths of one who-could answer: past it, each further principal
 	// lists only its first path.
-	maxAnswerPaths = 1 << 16
+	maxAnswerPaths = MaxAnswerPaths
 	// maxSteps bounds the steps a view spends walking chains beyond the first path of each
 	// principal or entitlement, which it always finds.
 	maxSteps = 1 << 21

@@ -1,0 +1,311 @@
+// Package spans answers the questions of access.Querier from a materialised map: each
+// principal's exported spans (graph.Export) — its status, the paths it held and when, and when
+// some were left out. A store that keeps the map as rows (store/clickhouse) fetches the rows a
+// question needs, as known at its known-at, and hands them here; what it fetches may be a
+// superset (every filter is applied again here), never a subset.
+//
+// The answers are exactly the engine's (graph.Graph): the same paths in the same order, the
+// same caps (graph.MaxPaths, graph.MaxAnswerPaths), the same statuses. Explain's reason, when an
+// active principal has no path, is built from the paths that ended before the question's time
+// rather than from every grant of every group the principal was ever in, so its wording can
+// differ from the engine's; whether it could, and its paths, cannot.
+package spans
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/whocould/whocould/access"
+	"github.com/whocould/whocould/event"
+	"github.com/whocould/whocould/graph"
+)
+
+// Principal is what is known of one principal: its export, or the part of it a question needs.
+type Principal struct {
+	Name string
+	graph.Export
+}
+
+func holdsAt(from, to, t int64) bool { return from <= t && t < to }
+
+// statusAt is the principal's status at t and since when it holds.
+func (p *Principal) statusAt(t int64) (string, int64) {
+	for _, s := range p.Status {
+		if holdsAt(s.From, s.To, t) {
+			return s.Status, s.From
+		}
+	}
+	return access.StatusUnknown, 0
+}
+
+// matching lists the paths holding at t that give action on resource, sorted; truncated says
+// whether an entitlement giving it had paths left out at t.
+func (p *Principal) matching(t int64, action, resource string) (paths []access.Path, truncated bool) {
+	for _, s := range p.Paths {
+		if holdsAt(s.From, s.To, t) && event.Matches(s.Action, action) && event.Covers(s.Resource, resource) {
+			paths = append(paths, s.Path)
+		}
+	}
+	for _, s := range p.Truncated {
+		if holdsAt(s.From, s.To, t) && event.Matches(s.Action, action) && event.Covers(s.Resource, resource) {
+			truncated = true
+		}
+	}
+	access.SortPaths(paths)
+	return paths, truncated
+}
+
+func knownPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+// WhoCould answers who could do q.Action on q.Resource at q.At, from ps (any order).
+func WhoCould(q access.Query, ps []Principal) access.WhoCould {
+	ans := access.WhoCould{Action: q.Action, Resource: q.Resource, At: q.At.UTC(), KnownAt: knownPtr(q.KnownAt),
+		Principals: []access.PrincipalPaths{}}
+	t := event.Micros(q.At)
+	slices.SortFunc(ps, func(a, b Principal) int { return cmp.Compare(a.Name, b.Name) })
+	total := 0
+	for i := range ps {
+		p := &ps[i]
+		if st, _ := p.statusAt(t); st != access.StatusActive {
+			continue
+		}
+		paths, truncated := p.matching(t, q.Action, q.Resource)
+		if len(paths) == 0 {
+			continue
+		}
+		limit := graph.MaxPaths
+		if total >= graph.MaxAnswerPaths {
+			limit = 1
+		}
+		if len(paths) > limit {
+			paths, truncated = paths[:limit], true
+		}
+		ans.PathsTruncated = ans.PathsTruncated || truncated
+		total += len(paths)
+		ans.Principals = append(ans.Principals, access.PrincipalPaths{Principal: p.Name, Paths: paths})
+	}
+	return ans
+}
+
+// WhatCould answers what p could do at q.At.
+func WhatCould(q access.Query, p Principal) access.WhatCould {
+	ans := access.WhatCould{Principal: q.Principal, At: q.At.UTC(), KnownAt: knownPtr(q.KnownAt),
+		Status: access.StatusUnknown, Entitlements: []access.Entitlement{}}
+	t := event.Micros(q.At)
+	ans.Status, _ = p.statusAt(t)
+	if ans.Status != access.StatusActive {
+		return ans
+	}
+	type key struct{ action, resource string }
+	idx := map[key]int{}
+	for _, s := range p.Paths {
+		if !holdsAt(s.From, s.To, t) {
+			continue
+		}
+		k := key{s.Action, s.Resource}
+		i, ok := idx[k]
+		if !ok {
+			i = len(ans.Entitlements)
+			idx[k] = i
+			ans.Entitlements = append(ans.Entitlements, access.Entitlement{Action: s.Action, Resource: s.Resource})
+		}
+		ans.Entitlements[i].Paths = append(ans.Entitlements[i].Paths, s.Path)
+	}
+	for _, s := range p.Truncated {
+		if holdsAt(s.From, s.To, t) {
+			ans.PathsTruncated = true
+		}
+	}
+	for i := range ans.Entitlements {
+		access.SortPaths(ans.Entitlements[i].Paths)
+	}
+	slices.SortFunc(ans.Entitlements, func(a, b access.Entitlement) int {
+		if c := cmp.Compare(a.Action, b.Action); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Resource, b.Resource)
+	})
+	return ans
+}
+
+func stamp(us int64) string { return event.FromMicros(us).Format(time.RFC3339Nano) }
+
+// Explain answers whether p could do q.Action on q.Resource at q.At, and why (not). known says
+// whether any event names p.
+func Explain(q access.Query, p Principal, known bool) access.Explain {
+	ans := access.Explain{Principal: q.Principal, Action: q.Action, Resource: q.Resource, At: q.At.UTC(),
+		KnownAt: knownPtr(q.KnownAt), Status: access.StatusUnknown, Paths: []access.Path{}}
+	if !known {
+		ans.Reason = fmt.Sprintf("%s is not known: no event names it", q.Principal)
+		return ans
+	}
+	t := event.Micros(q.At)
+	status, since := p.statusAt(t)
+	ans.Status = status
+	paths, truncated := p.matching(t, q.Action, q.Resource)
+	if len(paths) > graph.MaxPaths {
+		paths, truncated = paths[:graph.MaxPaths], true
+	}
+	if paths != nil {
+		ans.Paths = paths
+	}
+	ans.PathsTruncated = truncated
+	ans.Could = status == access.StatusActive && len(paths) > 0
+	if ans.Could {
+		return ans
+	}
+	at := q.At.UTC().Format(time.RFC3339Nano)
+	switch status {
+	case access.StatusUnknown:
+		ans.Reason = fmt.Sprintf("%s does not exist yet at %s", q.Principal, at)
+		return ans
+	case access.StatusDeleted:
+		ans.Reason = fmt.Sprintf("%s was deleted at %s", q.Principal, stamp(since))
+		return ans
+	case access.StatusDisabled:
+		if n := len(paths); n > 0 {
+			count := fmt.Sprint(n)
+			if truncated {
+				count = "more than " + count
+			}
+			ans.Reason = fmt.Sprintf("%s has been disabled since %s (it still holds %s path(s) that would apply if enabled)",
+				q.Principal, stamp(since), count)
+		} else {
+			ans.Reason = fmt.Sprintf("%s has been disabled since %s", q.Principal, stamp(since))
+		}
+		return ans
+	}
+	ans.Reason = fmt.Sprintf("no grant to %s or to a group it is in gives %s on %s at %s", q.Principal, q.Action, q.Resource, at)
+	// The path that gave it last, if one ended by t.
+	var last *graph.PathSpan
+	for i := range p.Paths {
+		s := &p.Paths[i]
+		if s.To <= t && event.Matches(s.Action, q.Action) && event.Covers(s.Resource, q.Resource) &&
+			(last == nil || s.To > last.To || s.To == last.To && access.ComparePaths(s.Path, last.Path) < 0) {
+			last = s
+		}
+	}
+	if last != nil {
+		how := "ended"
+		if x := last.Path.Grant.ExpiresAt; x != nil && event.Micros(*x) == last.To {
+			how = "expired"
+		}
+		ans.Reason += fmt.Sprintf("; the last path that did, %s, %s at %s", last.Path.String(), how, stamp(last.To))
+	}
+	return ans
+}
+
+// History answers how the access of q.Principal, or to q.Resource, changed in [q.From, q.To),
+// from ps: for a principal, only it; for a resource, every principal that may hold something on
+// it (any order).
+func History(q access.Query, ps []Principal) access.History {
+	ans := access.History{Principal: q.Principal, Resource: q.Resource, From: q.From.UTC(), To: q.To.UTC(),
+		KnownAt: knownPtr(q.KnownAt), Intervals: []access.Interval{}}
+	from, to := event.Micros(q.From), event.Micros(q.To)
+	if from >= to {
+		return ans
+	}
+	for i := range ps {
+		p := &ps[i]
+		if q.Principal != "" && p.Name != q.Principal {
+			continue
+		}
+		// The stretches of [from, to) over which p is active.
+		var active [][2]int64
+		for _, s := range p.Status {
+			if s.Status != access.StatusActive {
+				continue
+			}
+			lo, hi := max(s.From, from), min(s.To, to)
+			if lo >= hi {
+				continue
+			}
+			if n := len(active); n > 0 && active[n-1][1] == lo {
+				active[n-1][1] = hi
+			} else {
+				active = append(active, [2]int64{lo, hi})
+			}
+		}
+		if len(active) == 0 {
+			continue
+		}
+		relevant := func(resource string) bool { return q.Resource == "" || event.Covers(resource, q.Resource) }
+		for _, s := range p.Truncated {
+			if relevant(s.Resource) && overlapsAny(s.From, s.To, active) {
+				ans.PathsTruncated = true
+			}
+		}
+		// Pieces clipped to the active stretches, then merged where they touch: an interval is
+		// one entitlement and path (whatever its expiry) held without a break.
+		type piece struct {
+			from, to int64
+			span     *graph.PathSpan
+		}
+		byKey := map[string][]piece{}
+		var keys []string
+		for j := range p.Paths {
+			s := &p.Paths[j]
+			if !relevant(s.Resource) {
+				continue
+			}
+			for _, a := range active {
+				lo, hi := max(s.From, a[0]), min(s.To, a[1])
+				if lo >= hi {
+					continue
+				}
+				k := pathKey(s)
+				if _, ok := byKey[k]; !ok {
+					keys = append(keys, k)
+				}
+				byKey[k] = append(byKey[k], piece{lo, hi, s})
+			}
+		}
+		for _, k := range keys {
+			pcs := byKey[k]
+			slices.SortFunc(pcs, func(a, b piece) int { return cmp.Compare(a.from, b.from) })
+			emit := func(lo, hi int64, s *graph.PathSpan) {
+				iv := access.Interval{Principal: p.Name, Action: s.Action, Resource: s.Resource, From: event.FromMicros(lo), Path: s.Path}
+				if hi < to {
+					end := event.FromMicros(hi)
+					iv.To = &end
+				}
+				ans.Intervals = append(ans.Intervals, iv)
+			}
+			lo, hi, last := pcs[0].from, pcs[0].to, pcs[0].span
+			for _, pc := range pcs[1:] {
+				if pc.from == hi {
+					hi, last = pc.to, pc.span
+					continue
+				}
+				emit(lo, hi, last)
+				lo, hi, last = pc.from, pc.to, pc.span
+			}
+			emit(lo, hi, last)
+		}
+	}
+	slices.SortFunc(ans.Intervals, access.CompareIntervals)
+	return ans
+}
+
+func overlapsAny(from, to int64, stretches [][2]int64) bool {
+	for _, a := range stretches {
+		if max(from, a[0]) < min(to, a[1]) {
+			return true
+		}
+	}
+	return false
+}
+
+// pathKey identifies a span's entitlement and path, whatever its expiry.
+func pathKey(s *graph.PathSpan) string {
+	return s.Action + "\x00" + s.Resource + "\x00" + s.Path.String() + "\x00" + strings.Join(s.Path.Roles, "\x00")
+}
