@@ -78,7 +78,7 @@ func (g *Graph) Export(principal string, knownAt *time.Time) Export {
 
 	type key struct {
 		action, resource, path string
-		expires            int64
+		expires                int64
 	}
 	type truncKey struct{ action, resource string }
 	a := &alloc{g: g}
