@@ -65,11 +65,42 @@ func (s *Store) Apply(ctx context.Context, recs []event.Record) error {
 			return fmt.Errorf("clickhouse: apply %d-%d: %w", from+1, last, err)
 		}
 	}
+	if len(b.changes) > 0 {
+		if err := s.deriveMap(ctx, b, from); err != nil {
+			return fmt.Errorf("clickhouse: apply %d-%d: permission map: %w", from+1, last, err)
+		}
+	}
 	if err := s.insertAll(ctx, b); err != nil {
 		s.dirty = max(s.dirty, last)
+		// The graphs hold records whose rows may be missing: rebuilt from the archive, and the
+		// rows of this stretch deleted, before the next Apply writes it again.
+		s.m, s.mapDirty = nil, true
 		return fmt.Errorf("clickhouse: apply %d-%d: %w", from+1, last, err)
 	}
 	s.applied.Store(last)
+	return nil
+}
+
+// deriveMap fills b.access with the permission map's rows that b.changes change, after deleting
+// what a failed Apply left and rebuilding the graphs when needed.
+func (s *Store) deriveMap(ctx context.Context, b *rowBatch, from uint64) error {
+	if s.mapDirty {
+		if err := s.waitInserts(ctx); err != nil {
+			return err
+		}
+		if err := s.deleteMapAfter(ctx, from); err != nil {
+			return err
+		}
+		s.mapDirty = false
+	}
+	if s.m == nil {
+		m, err := s.loadMap(ctx, from)
+		if err != nil {
+			return err
+		}
+		s.m = m
+	}
+	s.m.derive(b.changes, &b.access)
 	return nil
 }
 
@@ -78,12 +109,16 @@ type rowBatch struct {
 	events    []eventRow
 	decisions decisionRows
 	approvals []approvalRow
+	changes   []event.Record // the change records, for the permission map
+	access    []mapRow
 }
 
 func (b *rowBatch) reset() {
 	clear(b.events)
 	clear(b.approvals)
-	b.events, b.approvals = b.events[:0], b.approvals[:0]
+	clear(b.changes)
+	clear(b.access)
+	b.events, b.approvals, b.changes, b.access = b.events[:0], b.approvals[:0], b.changes[:0], b.access[:0]
 	b.decisions.truncate(0)
 }
 
@@ -95,6 +130,7 @@ func (b *rowBatch) add(r *event.Record) {
 		b.decisions.add(r)
 	case r.Type.IsChange():
 		b.events = append(b.events, newEventRow(r))
+		b.changes = append(b.changes, *r)
 	default: // approvals
 		b.events = append(b.events, newEventRow(r))
 		b.approvals = append(b.approvals, newApprovalRow(r))
@@ -218,6 +254,9 @@ func (s *Store) insertAll(ctx context.Context, b *rowBatch) error {
 		},
 		func() error {
 			return insert(ctx, s, "approvals", approvalColumns, len(b.approvals), colsOf(b.approvals, approvalCols))
+		},
+		func() error {
+			return insert(ctx, s, "access_map", mapColumns, len(b.access), colsOf(b.access, mapCols))
 		},
 	}
 	if s.cfg.MaxOpenConns < len(inserts) {

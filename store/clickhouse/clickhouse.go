@@ -10,11 +10,10 @@
 //     materialized view over decisions;
 //   - approvals: requests and their answers, one row per event;
 //   - tenants: kept by a materialized view over events;
+//   - access_map: the permission map, bitemporal (mapwrite.go), which WhoCould, WhatCould,
+//     Explain and History read (mapread.go);
 //   - projector_checkpoint: the position applied and the position possibly written;
 //   - schema_migrations: the migrations applied.
-//
-// Not yet: the permission map (effective-access intervals, and WhoCould, WhatCould, Explain and
-// History over them). Those return an error saying so.
 package clickhouse
 
 import (
@@ -31,14 +30,10 @@ import (
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
-	"github.com/whocould/whocould/access"
 	"github.com/whocould/whocould/store"
 )
 
 var _ store.Store = (*Store)(nil)
-
-// errPermissionMap is what the permission-map queries return until they are built.
-var errPermissionMap = errors.New("clickhouse: permission map not implemented yet")
 
 // projectorName names the projector's row in projector_checkpoint.
 const projectorName = "projector"
@@ -62,6 +57,10 @@ type Store struct {
 	written, dirty uint64
 	version        uint64   // of the last checkpoint row written
 	batch          rowBatch // reused by each Apply
+	// m is the permission map's graphs (mapwrite.go): nil until an Apply needs them, and after
+	// an Apply failed. mapDirty says the map may hold rows past the position applied.
+	m        *mapState
+	mapDirty bool
 	inserts        atomic.Uint64
 }
 
@@ -97,6 +96,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s.durable, s.written, s.version = ck.position, max(ck.written, ck.position), ck.version
 	s.dirty = s.written
+	s.mapDirty = s.written > ck.position
 	s.applied.Store(ck.position)
 	s.log.Info("clickhouse store open", "addr", cfg.Addr, "database", cfg.Database, "position", ck.position,
 		"possibly_written", s.written)
@@ -293,24 +293,4 @@ func (s *Store) Position(ctx context.Context) (uint64, error) {
 		return 0, err
 	}
 	return max(s.applied.Load(), ck.position), nil
-}
-
-// WhoCould implements access.Querier: not yet.
-func (s *Store) WhoCould(context.Context, access.Query) (access.WhoCould, error) {
-	return access.WhoCould{}, errPermissionMap
-}
-
-// WhatCould implements access.Querier: not yet.
-func (s *Store) WhatCould(context.Context, access.Query) (access.WhatCould, error) {
-	return access.WhatCould{}, errPermissionMap
-}
-
-// Explain implements access.Querier: not yet.
-func (s *Store) Explain(context.Context, access.Query) (access.Explain, error) {
-	return access.Explain{}, errPermissionMap
-}
-
-// History implements access.Querier: not yet.
-func (s *Store) History(context.Context, access.Query) (access.History, error) {
-	return access.History{}, errPermissionMap
 }

@@ -9,7 +9,6 @@ import (
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 
-	"github.com/whocould/whocould/access"
 	"github.com/whocould/whocould/event"
 	"github.com/whocould/whocould/internal/chtest"
 	"github.com/whocould/whocould/store"
@@ -35,8 +34,7 @@ func open(t *testing.T, cfg clickhouse.Config) *clickhouse.Store {
 }
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store { return open(t, clickhouse.Config{}) },
-		storetest.Capabilities{NoPermissionMap: "the ClickHouse store has no effective-access intervals yet"})
+	storetest.Run(t, func(t *testing.T) store.Store { return open(t, clickhouse.Config{}) }, storetest.Capabilities{})
 }
 
 // sqlOf runs a query on the test server and returns its rows, each as a line of tab-separated
@@ -96,12 +94,13 @@ func TestMigrationsTwice(t *testing.T) {
 	schema, applied := sqlOf(t, db, tables, db), sqlOf(t, db, migrations)
 	for _, want := range []string{"approvals\tMergeTree", "decisions\tMergeTree", "events\tMergeTree",
 		"projector_checkpoint\tReplacingMergeTree", "schema_migrations\tReplacingMergeTree", "tenants\tReplacingMergeTree",
-		"tenants_decisions_mv\tMaterializedView", "tenants_mv\tMaterializedView", "usage\tAggregatingMergeTree", "usage_mv\tMaterializedView"} {
+		"tenants_decisions_mv\tMaterializedView", "tenants_mv\tMaterializedView", "usage\tAggregatingMergeTree", "usage_mv\tMaterializedView",
+		"access_map\tMergeTree"} {
 		if !strings.Contains(schema, want) {
 			t.Errorf("schema has no %q:\n%s", want, schema)
 		}
 	}
-	if got := sqlOf(t, db, `SELECT version, name FROM schema_migrations ORDER BY version`); got != "1\tevents\n2\tdecisions\n3\tapprovals\n4\tcheckpoint" {
+	if got := sqlOf(t, db, `SELECT version, name FROM schema_migrations ORDER BY version`); got != "1\tevents\n2\tdecisions\n3\tapprovals\n4\tcheckpoint\n5\taccess_map" {
 		t.Errorf("migrations recorded:\n%s", got)
 	}
 	time.Sleep(1100 * time.Millisecond) // a migration applied again would show a later applied_at
@@ -134,15 +133,6 @@ func TestOpenFailsClearly(t *testing.T) {
 	_, err = clickhouse.Open(ctx, clickhouse.Config{Database: "bad-name"})
 	if err == nil || !strings.Contains(err.Error(), "database") {
 		t.Errorf("open with a bad database name: %v", err)
-	}
-}
-
-func TestPermissionMapNotImplemented(t *testing.T) {
-	s := open(t, clickhouse.Config{})
-	defer s.Close()
-	_, err := s.WhoCould(context.Background(), access.Query{})
-	if err == nil || err.Error() != "clickhouse: permission map not implemented yet" {
-		t.Fatalf("who-could: %v", err)
 	}
 }
 

@@ -25,7 +25,7 @@ type Config struct {
 	DialTimeout time.Duration `yaml:"dial_timeout"`
 	// ReadTimeout bounds waiting for the server within one call. Default 5m.
 	ReadTimeout time.Duration `yaml:"read_timeout"`
-	// MaxOpenConns bounds the connections the store holds (Apply uses up to three at once, one
+	// MaxOpenConns bounds the connections the store holds (Apply uses up to four at once, one
 	// per table). Default 8.
 	MaxOpenConns int `yaml:"max_open_conns"`
 	// MaxIdleConns bounds the idle ones kept. Default 4.

@@ -36,4 +36,22 @@ WHERE tenant = ? AND request = ?
 ORDER BY position`
 
 	qTenants = `SELECT DISTINCT tenant FROM tenants ORDER BY tenant`
+
+	// The change events archived up to a position, to rebuild the permission map's graphs.
+	qArchivedChanges = `SELECT position, recorded_us, event FROM events WHERE position <= ? AND type IN (%s) ORDER BY position`
+
+	// The permission map's rows a failed Apply may have left, and the deletions of them the
+	// server has not done yet.
+	qMapRowsAfter     = `SELECT count() FROM access_map WHERE version > ?`
+	qMutationsRunning = `SELECT count() FROM system.mutations WHERE database = ? AND table = ? AND is_done = 0`
+
+	// The permission map as known at a time: for each (principal, key), the row of the highest
+	// version, when it is present. %s: the filter (whose bounds the rows of one key share, so it
+	// may come before the grouping), and the known-at bound.
+	qMap = `SELECT principal, kind, resource, action, from_us, to_us, any(status), any(groups), any(grant_subject),
+    any(grant_role), any(grant_action), any(grant_expires_us), any(roles)
+FROM access_map
+WHERE tenant = ? AND %s%s
+GROUP BY principal, key, kind, resource, action, from_us, to_us
+HAVING argMax(present, version) = 1`
 )

@@ -145,7 +145,6 @@ func (o schemaOptions) funcs() template.FuncMap {
 
 // quote is s as a ClickHouse string literal. The strings quoted here are paths made of
 // identifiers (Validate) and macros.
-func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", `\'`) + "'" }
 
 // render executes a migration's template.
 func (o schemaOptions) render(name, text string) (string, error) {
