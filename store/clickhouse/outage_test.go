@@ -18,7 +18,8 @@ import (
 
 // TestServerOutage: ClickHouse stops for 30 s while events keep arriving in the log; the
 // projector waits, resumes when the server is back, and the store ends with every decision
-// exactly once and exact usage.
+// exactly once, exact usage, and the permission map the embedded store makes of the same
+// change events.
 func TestServerOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("stops ClickHouse for 30 s")
@@ -48,10 +49,25 @@ func TestServerOutage(t *testing.T) {
 	}
 	defer log.Close()
 	at := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-	appendDecisions := func(from, to int) {
+	var changes []event.Record // for the embedded store
+	appendDecisions := func(from, to int) (last uint64) {
 		t.Helper()
 		var es []eventlog.Entry
 		for i := from; i < to; i++ {
+			if i%7 == 0 || i%11 == 0 {
+				typ := event.GrantAdded
+				if i%11 == 0 {
+					typ = event.GrantRemoved
+				}
+				c := event.Event{ID: fmt.Sprint("c", i), Source: "outage", Type: typ, Time: at.Add(time.Duration(i) * time.Second),
+					Data: event.Data{Subject: fmt.Sprintf("user:u%d", i%50), Action: "db.table.read", Resource: fmt.Sprintf("db:t/%d", i%13)}}
+				data, err := event.Marshal(&c)
+				if err != nil {
+					t.Fatal(err)
+				}
+				es = append(es, eventlog.Entry{Key: c.Key(), Kind: eventlog.KindChange, Data: data})
+				changes = append(changes, event.Record{Position: uint64(len(changes) + 1), Recorded: at, Event: c})
+			}
 			effect := event.Allow
 			if i%5 == 0 {
 				effect = event.Deny
@@ -64,9 +80,11 @@ func TestServerOutage(t *testing.T) {
 			}
 			es = append(es, eventlog.Entry{Key: e.Key(), Kind: eventlog.KindDecision, Data: data})
 		}
-		if _, err := log.Append(ctx, es); err != nil {
+		app, err := log.Append(ctx, es)
+		if err != nil {
 			t.Fatal(err)
 		}
+		return app[len(app)-1].Position
 	}
 
 	p := projector.New(log, st, nil, projector.Config{Batch: 500, CheckpointEvery: 1000})
@@ -84,17 +102,17 @@ func TestServerOutage(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	appendDecisions(0, 5000)
-	waitFor("the first 5000", func() bool { return p.Position() >= 5000 }, time.Minute)
+	first := appendDecisions(0, 5000)
+	waitFor("the first 5000", func() bool { return p.Position() >= first }, time.Minute)
 
 	srv.Stop()
-	appendDecisions(5000, 10000) // the log takes them while the store is away
+	all := appendDecisions(5000, 10000) // the log takes them while the store is away
 	time.Sleep(30 * time.Second)
-	if p.Position() > 5000 {
+	if p.Position() > first {
 		t.Fatalf("the projection moved to %d while ClickHouse was down", p.Position())
 	}
 	srv.Start()
-	waitFor("all 10000 after the outage", func() bool { return p.Position() >= 10000 }, 2*time.Minute)
+	waitFor("all 10000 after the outage", func() bool { return p.Position() >= all }, 2*time.Minute)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("RunRetrying: %v", err)
@@ -123,6 +141,9 @@ func TestServerOutage(t *testing.T) {
 	}
 	if count != 8000 || len(uses) != 40 { // u0, u5, ... u45 only ever denied
 		t.Fatalf("usage after the outage: %d uses over %d keys, want 8000 over 40", count, len(uses))
+	}
+	if got, want := mapDigest(t, st, changes, false), mapDigest(t, reference(t, changes), changes, false); got != want {
+		t.Fatal("the permission map after the outage differs from the embedded store's")
 	}
 	t.Logf("%d failures seen and retried during the outage", failures.Load())
 }
