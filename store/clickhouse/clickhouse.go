@@ -61,7 +61,7 @@ type Store struct {
 	// an Apply failed. mapDirty says the map may hold rows past the position applied.
 	m        *mapState
 	mapDirty bool
-	inserts        atomic.Uint64
+	inserts  atomic.Uint64
 }
 
 // Open connects to the server, creates the database when it is missing, applies the
