@@ -28,16 +28,20 @@ var allTargets = []string{targetIngest, targetProjector, targetAPI}
 
 // serveConfig is `whocould serve`'s configuration (YAML, every key optional). No file at all is
 // the embedded all-in-one: every target in one process, the embedded NATS server holding the
-// event log and the producers' inbox, the embedded store, the API on 127.0.0.1:8080.
+// event log and the producers' inbox, the embedded store, the API on 127.0.0.1:8080. The demo
+// runs the same service with the same configuration.
 type serveConfig struct {
 	// DataDir holds the embedded NATS server's files, the log's index, the embedded store and
 	// the dead letters (default ./whocould-data).
 	DataDir string `yaml:"data_dir"`
 	// Targets to run (default all): ingest, projector, api.
-	Targets  []string      `yaml:"targets"`
-	LogLevel string        `yaml:"log_level"`
-	NATS     natsConfig    `yaml:"nats"`
-	Kafka    *kafkaConfig  `yaml:"kafka"`
+	Targets  []string     `yaml:"targets"`
+	LogLevel string       `yaml:"log_level"`
+	NATS     natsConfig   `yaml:"nats"`
+	Kafka    *kafkaConfig `yaml:"kafka"`
+	// Store is where the projection lives (default: the embedded store in DATA/store);
+	// --store overrides it.
+	Store    storeConfig   `yaml:"store"`
 	API      apiConfig     `yaml:"api"`
 	Shutdown time.Duration `yaml:"shutdown_timeout"`
 }
@@ -157,6 +161,7 @@ func (c *serveConfig) defaults() {
 			k.GroupID = "whocould-ingest"
 		}
 	}
+	c.Store.defaults()
 	if c.API.Listen == "" {
 		c.API.Listen = "127.0.0.1:8080"
 	}
@@ -177,8 +182,12 @@ func (c serveConfig) Validate() error {
 			return fmt.Errorf("targets[%d]: unknown target %q (want %s)", i, t, strings.Join(allTargets, ", "))
 		}
 	}
-	if c.has(targetAPI) && !c.has(targetProjector) {
-		return errors.New("targets: api without projector needs a store shared between processes (ClickHouse), which this build does not have yet; run api and projector together")
+	if err := c.Store.Validate(); err != nil {
+		return err
+	}
+	if c.has(targetAPI) && !c.has(targetProjector) && !c.Store.isClickHouse() {
+		return errors.New("targets: api without projector needs a store shared between processes: set store.backend: clickhouse " +
+			"(or --store clickhouse://host:port/database), or run api and projector together")
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {

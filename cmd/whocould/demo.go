@@ -10,15 +10,18 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
+	chgo "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/whocould/whocould/demo"
 	"github.com/whocould/whocould/event"
+	"github.com/whocould/whocould/store/clickhouse"
 )
 
 // demoMarker marks a data directory the demo made, so that it may replace it.
@@ -30,9 +33,10 @@ func newDemo(g *globals) *cobra.Command {
 		people      int
 		export      string
 		keepServing bool
+		storeFlag   string
 	)
 	cmd := &cobra.Command{
-		Use:   "demo [--seed N] [--people N] [--export FILE]",
+		Use:   "demo [--seed N] [--people N] [--export FILE] [--store embedded|clickhouse://...]",
 		Short: "Generate a realistic organisation with six months of history, import it and ask it questions",
 		Long: `Demo generates an organisation (people with departments, titles and managers; nested groups and
 teams; the roles of a code-security product and of production databases; a payments approval
@@ -40,7 +44,10 @@ workflow; service accounts and an AI agent) and six months of joiners, movers, l
 just-in-time and break-glass access, approvals and access decisions. It imports them into a
 fresh data directory (default ./whocould-demo) and prints a few telling answers.
 The same seed gives the same data. --export FILE writes the events as CloudEvents JSON lines
-instead, for whocould import.`,
+instead, for whocould import.
+
+--store clickhouse://host:port/database projects into ClickHouse instead of the embedded store,
+and answers from there: the database must be empty or one the demo made (it replaces it).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			h := demo.Generate(seed, demo.Options{People: people})
@@ -50,13 +57,19 @@ instead, for whocould import.`,
 			if !cmd.Flags().Changed("data-dir") {
 				g.dataDir = "./whocould-demo"
 			}
-			return runDemo(cmd.Context(), g, h, keepServing, cmd.OutOrStdout())
+			// The whole service, embedded, as `whocould serve` runs it.
+			cfg, _ := loadServeConfig("")
+			if err := cfg.setStore(storeFlag, cmd.Flags().Changed("store"), os.Getenv); err != nil {
+				return err
+			}
+			return runDemo(cmd.Context(), g, cfg, h, keepServing, cmd.OutOrStdout())
 		},
 	}
 	cmd.Flags().Uint64Var(&seed, "seed", 1, "random seed: the same seed gives the same organisation and history")
 	cmd.Flags().IntVar(&people, "people", 300, "how many people the organisation has")
 	cmd.Flags().StringVar(&export, "export", "", "write the events to FILE as CloudEvents JSON lines instead of importing them")
 	cmd.Flags().BoolVar(&keepServing, "serve", true, "keep serving the API and NATS after the answers, until Ctrl-C (--serve=false: stop)")
+	addStoreFlag(cmd, &storeFlag)
 	return cmd
 }
 
@@ -147,24 +160,43 @@ func checkDemoDir(dir string) error {
 	return nil
 }
 
-func runDemo(ctx context.Context, g *globals, h *demo.History, keepServing bool, stdout io.Writer) error {
-	lock, err := freshDemoDir(g.dataDir)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "Generated %d events from %s to %s (seed %d):\n%s\n",
-		len(h.Events), h.Start.Format(time.DateOnly), h.End.Format(time.DateOnly), h.Seed, h.Summary())
-
-	// The whole service, embedded, as `whocould serve` runs it.
-	cfg, _ := loadServeConfig("")
+// runDemo runs the service of cfg (serve's defaults and the store) on a fresh data directory
+// (and a fresh ClickHouse database), publishes the history, prints the answers and, with
+// keepServing, serves until ctx ends.
+func runDemo(ctx context.Context, g *globals, cfg serveConfig, h *demo.History, keepServing bool, stdout io.Writer) error {
 	cfg.DataDir = g.dataDir
 	cfg.NATS.Listen = freeOr("127.0.0.1:4222")
 	cfg.API.Listen = freeOr("127.0.0.1:8080")
 	cfg.LogLevel = g.logLevel
 	if err := cfg.Validate(); err != nil {
-		lock.Close()
+		return usageError{err}
+	}
+	ch := cfg.Store.ClickHouse
+	if cfg.Store.isClickHouse() {
+		if ch.Cluster != "" {
+			return usagef("--store %s: the demo replaces its database, on one server: drop cluster=%s", cfg.Store, ch.Cluster)
+		}
+		// Refuse a foreign database or data directory before changing either.
+		if err := checkDemoDir(g.dataDir); err != nil {
+			return err
+		}
+		if err := freshDemoDatabase(ctx, *ch, false); err != nil {
+			return err
+		}
+	}
+	lock, err := freshDemoDir(g.dataDir)
+	if err != nil {
 		return err
 	}
+	if cfg.Store.isClickHouse() {
+		if err := freshDemoDatabase(ctx, *ch, true); err != nil {
+			lock.Close()
+			return err
+		}
+	}
+	fmt.Fprintf(stdout, "Generated %d events from %s to %s (seed %d):\n%s\n",
+		len(h.Events), h.Start.Format(time.DateOnly), h.End.Format(time.DateOnly), h.Seed, h.Summary())
+
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	up := make(chan served, 1)
@@ -196,9 +228,13 @@ func runDemo(ctx context.Context, g *globals, h *demo.History, keepServing bool,
 	if err != nil {
 		return errors.Join(err, stopService())
 	}
+	into := g.dataDir
+	if cfg.Store.isClickHouse() {
+		into += " (the log) and " + cfg.Store.String() + " (the store)"
+	}
 	fmt.Fprintf(stdout, "Published over NATS into %s: %d accepted, %d duplicates, in %s.\n\n",
-		g.dataDir, accepted, uint64(len(h.Events))-accepted, time.Since(start).Round(time.Millisecond))
-	if err := demoAnswers(ctx, g, h, srv, stdout); err != nil {
+		into, accepted, uint64(len(h.Events))-accepted, time.Since(start).Round(time.Millisecond))
+	if err := demoAnswers(ctx, g, cfg.Store, h, srv, stdout); err != nil {
 		return errors.Join(err, stopService())
 	}
 	if !keepServing {
@@ -206,6 +242,9 @@ func runDemo(ctx context.Context, g *globals, h *demo.History, keepServing bool,
 	}
 	fmt.Fprintf(stdout, "\nwhocould is serving (Ctrl-C to stop). Producers publish to %s (whocould.in.changes.<producer>);\n"+
 		"the admin token is in %s/admin-token.\n", srv.NATSURL, g.dataDir)
+	if cfg.Store.isClickHouse() {
+		fmt.Fprintf(stdout, "The projector keeps the map in %s.\n", cfg.Store)
+	}
 	select {
 	case <-ctx.Done():
 		return stopService()
@@ -304,7 +343,7 @@ func waitSettled(ctx context.Context, s *stack) (uint64, error) {
 }
 
 // demoAnswers prints the demo's questions with the service's answers, and how to ask more.
-func demoAnswers(ctx context.Context, g *globals, h *demo.History, srv served, stdout io.Writer) error {
+func demoAnswers(ctx context.Context, g *globals, sc storeConfig, h *demo.History, srv served, stdout io.Writer) error {
 	s := srv.stack
 	for i, q := range h.Questions {
 		fmt.Fprintf(stdout, "%d. %s\n", i+1, q.Title)
@@ -326,6 +365,10 @@ func demoAnswers(ctx context.Context, g *globals, h *demo.History, srv served, s
 		fmt.Fprintln(stdout)
 	}
 	first := h.Questions[0].Query
+	if sc.isClickHouse() {
+		demoHintsClickHouse(g, sc, h, srv, stdout)
+		return nil
+	}
 	fmt.Fprintf(stdout, "Ask your own questions, for example:\n")
 	fmt.Fprintf(stdout, "  go run ./cmd/whocould query who-could --data-dir %s --action %s --resource %s --at %s\n",
 		g.dataDir, first.Action, first.Resource, first.At.Format(time.RFC3339))
@@ -340,5 +383,82 @@ func demoAnswers(ctx context.Context, g *globals, h *demo.History, srv served, s
 	fmt.Fprintf(stdout, "  curl -H \"Authorization: Bearer $WHOCOULD_TOKEN\" '%s/v1/explain?principal=%s&action=%s&resource=%s&at=%s'\n",
 		srv.APIURL, url.QueryEscape(h.Org.Cast["break-glass"]), first.Action, url.QueryEscape(first.Resource), first.At.Format(time.RFC3339))
 	fmt.Fprintf(stdout, "  curl -H \"Authorization: Bearer $WHOCOULD_TOKEN\" %s/metrics\n", srv.APIURL)
+	return nil
+}
+
+// demoHintsClickHouse tells how to ask more when the map is in ClickHouse: through the API (the
+// query commands on --data-dir would read the embedded store, not ClickHouse).
+func demoHintsClickHouse(g *globals, sc storeConfig, h *demo.History, srv served, stdout io.Writer) {
+	first := h.Questions[0].Query
+	fmt.Fprintf(stdout, "Ask your own questions through the API while whocould serves (the demo does, unless --serve=false;\n"+
+		"afterwards `go run ./cmd/whocould serve --data-dir %s --store %s`\n"+
+		"serves this log and store again, on 127.0.0.1:8080), for example:\n", g.dataDir, sc)
+	fmt.Fprintf(stdout, "  export WHOCOULD_TOKEN=$(cat %s/admin-token)\n", g.dataDir)
+	fmt.Fprintf(stdout, "  go run ./cmd/whocould query who-could --server %s --action %s --resource %s --at %s\n",
+		srv.APIURL, first.Action, first.Resource, first.At.Format(time.RFC3339))
+	fmt.Fprintf(stdout, "  go run ./cmd/whocould query explain --server %s --principal %s --action %s --resource %s --at %s -o json\n",
+		srv.APIURL, h.Org.Cast["break-glass"], first.Action, first.Resource, first.At.Format(time.RFC3339))
+	fmt.Fprintf(stdout, "  curl -H \"Authorization: Bearer $WHOCOULD_TOKEN\" '%s/v1/who-could?action=%s&resource=%s&at=%s'\n",
+		srv.APIURL, first.Action, url.QueryEscape(first.Resource), first.At.Format(time.RFC3339))
+	fmt.Fprintf(stdout, "  curl -H \"Authorization: Bearer $WHOCOULD_TOKEN\" %s/metrics\n", srv.APIURL)
+	host, port, _ := net.SplitHostPort(sc.ClickHouse.Addr)
+	fmt.Fprintf(stdout, "The tables themselves: clickhouse-client --host %s --port %s -d %s -q 'SHOW TABLES'\n",
+		host, port, sc.ClickHouse.Database)
+}
+
+// demoMarkerTable marks a ClickHouse database the demo made, so that it may replace it.
+const demoMarkerTable = "whocould_demo"
+
+// freshDemoDatabase refuses a ClickHouse database that holds tables but not the demo's marker.
+// With reset, it then drops the database when the demo made it (the demo's log starts afresh,
+// and a store ahead of its log would skip it), and creates it with the marker.
+func freshDemoDatabase(ctx context.Context, c clickhouse.Config, reset bool) error {
+	where := fmt.Sprintf("ClickHouse %s, database %s", c.Addr, c.Database)
+	conn, err := chgo.Open(&chgo.Options{
+		Addr: []string{c.Addr}, Auth: chgo.Auth{Username: c.Username, Password: c.Password},
+		DialTimeout: c.DialTimeout, ReadTimeout: c.ReadTimeout, MaxOpenConns: 1,
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	defer conn.Close()
+	rows, err := conn.Query(ctx, "SELECT name FROM system.tables WHERE database = ?", c.Database)
+	if err != nil {
+		return fmt.Errorf("%s: list its tables: %w", where, err)
+	}
+	var tables []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			rows.Close()
+			return fmt.Errorf("%s: list its tables: %w", where, err)
+		}
+		tables = append(tables, name)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("%s: list its tables: %w", where, err)
+	}
+	ours := slices.Contains(tables, demoMarkerTable)
+	if len(tables) > 0 && !ours {
+		return usagef("%s already holds tables the demo did not make: give the demo another database (--store clickhouse://%s/whocould_demo)",
+			where, c.Addr)
+	}
+	if !reset {
+		return nil
+	}
+	// The name is an identifier (clickhouse.Config.Validate): it needs no quoting.
+	stmts := []string{
+		"CREATE DATABASE IF NOT EXISTS " + c.Database,
+		"CREATE TABLE IF NOT EXISTS " + c.Database + "." + demoMarkerTable + " (note String) ENGINE = TinyLog",
+	}
+	if ours {
+		stmts = append([]string{"DROP DATABASE IF EXISTS " + c.Database}, stmts...)
+	}
+	for _, q := range stmts {
+		if err := conn.Exec(ctx, q); err != nil {
+			return fmt.Errorf("%s: %s: %w", where, q, err)
+		}
+	}
 	return nil
 }

@@ -32,15 +32,20 @@ func newServe(g *globals) *cobra.Command {
 		configPath string
 		targets    string
 		listen     string
+		storeFlag  string
 	)
 	cmd := &cobra.Command{
-		Use:   "serve [--config FILE] [--target ingest,projector,api] [--listen ADDR]",
+		Use:   "serve [--config FILE] [--target ingest,projector,api] [--listen ADDR] [--store embedded|clickhouse://...]",
 		Short: "Run whocould as a service: ingest from NATS (and Kafka), project, serve the HTTP API",
 		Long: `Serve runs whocould as a service. With no configuration it is the embedded all-in-one: the NATS
 server (JetStream) holding the event log and the producers' inbox, listening on 127.0.0.1:4222;
 the projector keeping the embedded store; the HTTP API on 127.0.0.1:8080. Producers publish
 CloudEvents to whocould.in.changes.<producer> and whocould.in.decisions.<principal>, or POST
 them to /v1/events. See deploy/ for configuration examples.
+
+--store clickhouse://[user[:password]@]host:port/database keeps the projection in ClickHouse
+instead of the embedded store (the password may come from WHOCOULD_CLICKHOUSE_PASSWORD); the api
+target may then run without the projector, in as many processes as you like.
 
 Every API call needs a bearer token. WHOCOULD_ADMIN_TOKEN sets an admin token; with no token
 configured at all, serve makes one and writes it to DATA/admin-token (mode 0600).`,
@@ -62,6 +67,9 @@ configured at all, serve makes one and writes it to DATA/admin-token (mode 0600)
 			if cmd.Flags().Changed("log-level") {
 				cfg.LogLevel = g.logLevel
 			}
+			if err := cfg.setStore(storeFlag, cmd.Flags().Changed("store"), os.Getenv); err != nil {
+				return err
+			}
 			if err := cfg.Validate(); err != nil {
 				return usagef("config: %v", err)
 			}
@@ -74,6 +82,7 @@ configured at all, serve makes one and writes it to DATA/admin-token (mode 0600)
 	cmd.Flags().StringVar(&configPath, "config", "", "YAML configuration file (none: the embedded all-in-one)")
 	cmd.Flags().StringVar(&targets, "target", "", "targets to run, comma-separated: ingest, projector, api (default all)")
 	cmd.Flags().StringVar(&listen, "listen", "", "API listen address (default 127.0.0.1:8080)")
+	addStoreFlag(cmd, &storeFlag)
 	return cmd
 }
 
@@ -98,9 +107,12 @@ type serveHooks struct {
 // calls and finishes the ones in hand, the sources finish their batch, the audit appends what
 // it holds, the projector applies what it read and checkpoints.
 func runServe(ctx context.Context, cfg serveConfig, logger *slog.Logger, hooks serveHooks) error {
-	opts := stackOptions{lock: hooks.lock, noStore: !cfg.has(targetProjector), progress: func(done, last uint64) {
+	// The store is opened by the processes that project or answer; only the projector writes it.
+	opts := stackOptions{lock: hooks.lock, store: cfg.Store, progress: func(done, last uint64) {
 		logger.Info("catching up with the log", "position", done, "last", last)
 	}}
+	opts.noStore = !cfg.has(targetProjector) && !cfg.has(targetAPI)
+	opts.noProjector = !cfg.has(targetProjector)
 	if cfg.NATS.URL != "" {
 		opts.natsConnect = func() (*nats.Conn, error) { return connectNATS(cfg.NATS, logger) }
 	} else if cfg.NATS.Listen != "off" {
@@ -144,6 +156,18 @@ func runServe(ctx context.Context, cfg serveConfig, logger *slog.Logger, hooks s
 	if cfg.has(targetProjector) {
 		run(projCtx, "projector", func(ctx context.Context) error {
 			return s.proj.RunRetrying(ctx, func(err error) { health.projector.Store(&err) })
+		})
+	} else if s.store != nil {
+		// Answering from a store another process projects into: its position, for min_position,
+		// is the one it checkpointed.
+		run(projCtx, "store position", func(ctx context.Context) error {
+			return s.followStore(ctx, 200*time.Millisecond, func(err error) {
+				if err == nil {
+					health.store.Store(nil)
+				} else if health.store.Swap(&err) == nil {
+					logger.Warn("the store cannot be read", "store", cfg.Store.String(), "error", err)
+				}
+			})
 		})
 	}
 	srcCtx, stopSources := context.WithCancel(context.Background())
@@ -198,8 +222,12 @@ func runServe(ctx context.Context, cfg serveConfig, logger *slog.Logger, hooks s
 		}
 		info.APIURL = scheme + "://" + ln.Addr().String()
 	}
+	storeName := "none"
+	if s.store != nil {
+		storeName = cfg.Store.String()
+	}
 	logger.Info("whocould serving", "targets", strings.Join(cfg.Targets, ","), "api", info.APIURL, "nats", info.NATSURL,
-		"data_dir", cfg.DataDir, "position", s.projected())
+		"data_dir", cfg.DataDir, "store", storeName, "position", s.projected())
 	if hooks.ready != nil {
 		hooks.ready(info)
 	}
@@ -254,13 +282,18 @@ func keepRunning(ctx context.Context, src ingest.Source, h ingest.Handler, logge
 }
 
 // serviceHealth is what /readyz reports: not ready while the projector keeps failing (it is
-// ready again once it has caught up with the log after a failure).
+// ready again once it has caught up with the log after a failure), nor, in a process that
+// answers without projecting, while the store cannot be read.
 type serviceHealth struct {
 	projector atomic.Pointer[error]
+	store     atomic.Pointer[error]
 	stack     *stack
 }
 
 func (h *serviceHealth) ready(ctx context.Context) error {
+	if e := h.store.Load(); e != nil {
+		return fmt.Errorf("the store cannot be read: %w", *e)
+	}
 	p := h.projector.Load()
 	if p == nil {
 		return nil
@@ -385,9 +418,10 @@ var (
 	descLogPosition = prometheus.NewDesc("whocould_log_position",
 		"Position of the last event in the log (-1: the log cannot be read).", nil, nil)
 	descDeadLetters = prometheus.NewDesc("whocould_deadletters", "Dead letters kept so far.", nil, nil)
-	descProjected   = prometheus.NewDesc("whocould_projection_position", "Log position the projection has applied.", nil, nil)
-	descLagEvents   = prometheus.NewDesc("whocould_projector_lag_events", "Events in the log not yet applied by the projector.", nil, nil)
-	descLagSeconds  = prometheus.NewDesc("whocould_projector_lag_seconds",
+	descProjected   = prometheus.NewDesc("whocould_projection_position",
+		"Log position the projection has applied (without the projector in the process: as the store last said).", nil, nil)
+	descLagEvents  = prometheus.NewDesc("whocould_projector_lag_events", "Events in the log not yet applied by the projector.", nil, nil)
+	descLagSeconds = prometheus.NewDesc("whocould_projector_lag_seconds",
 		"How long ago the log recorded the last event the projector applied, while it lags (0 when caught up).", nil, nil)
 	descRejected = prometheus.NewDesc("whocould_projector_rejected",
 		"Log messages the projector could not decode (dead-lettered).", nil, nil)
@@ -396,8 +430,10 @@ var (
 func (c pipelineCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descLogPosition
 	ch <- descDeadLetters
-	if c.s.proj != nil {
+	if c.s.store != nil {
 		ch <- descProjected
+	}
+	if c.s.proj != nil {
 		ch <- descLagEvents
 		ch <- descLagSeconds
 		ch <- descRejected
@@ -415,6 +451,9 @@ func (c pipelineCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
 	gauge(descLogPosition, last)
 	gauge(descDeadLetters, float64(s.dead.Count()))
+	if s.store != nil {
+		gauge(descProjected, float64(s.projected()))
+	}
 	if s.proj == nil {
 		return
 	}
@@ -423,7 +462,6 @@ func (c pipelineCollector) Collect(ch chan<- prometheus.Metric) {
 	if r := s.proj.Recorded(); last > pos && !r.IsZero() {
 		lagSeconds = time.Since(r).Seconds()
 	}
-	gauge(descProjected, pos)
 	gauge(descLagEvents, max(0, last-pos))
 	gauge(descLagSeconds, lagSeconds)
 	gauge(descRejected, float64(s.proj.Rejected()))

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -18,30 +19,33 @@ import (
 	"github.com/whocould/whocould/eventlog"
 	"github.com/whocould/whocould/ingest"
 	"github.com/whocould/whocould/projector"
-	"github.com/whocould/whocould/store/embedded"
+	"github.com/whocould/whocould/store"
 )
 
 // stack is the embedded all-in-one on a data directory: the NATS server with the event log,
-// the dead letters, the embedded store and the projector.
+// the dead letters, the store (embedded, or ClickHouse: stackOptions.store) and the projector.
 //
 // Layout of the data directory:
 //
 //	whocould.lock    held (flock) by the one whocould process using the directory
 //	nats/            JetStream's file store (the event log itself)
 //	eventlog/        the log's dedup index and writer lock
-//	store/           the embedded store's snapshot
+//	store/           the embedded store's snapshot (none with ClickHouse)
 //	deadletters.jsonl
 type stack struct {
-	dir    string
-	lock   *os.File // the data directory's lock (lockDataDir), released last
-	nats   *eventlog.Embedded
-	nc     *nats.Conn
-	log    *eventlog.JetStreamLog
-	dead   *deadletter.File
-	store  *embedded.Store
-	proj   *projector.Projector
-	ingest *ingest.Ingester
-	logger *slog.Logger
+	dir   string
+	lock  *os.File // the data directory's lock (lockDataDir), released last
+	nats  *eventlog.Embedded
+	nc    *nats.Conn
+	log   *eventlog.JetStreamLog
+	dead  *deadletter.File
+	store store.Store
+	proj  *projector.Projector
+	// storePos is the position the store has applied, as last read from it (followStore), in
+	// a process that answers without projecting.
+	storePos atomic.Uint64
+	ingest   *ingest.Ingester
+	logger   *slog.Logger
 }
 
 type stackOptions struct {
@@ -54,6 +58,11 @@ type stackOptions struct {
 	// noStore leaves the store and the projector out (store and proj nil): for processes that
 	// only ingest.
 	noStore bool
+	// noProjector opens the store but leaves the projector out (proj nil): for processes that
+	// only answer, from a store another process projects into (ClickHouse).
+	noProjector bool
+	// store selects the store (the zero value: the embedded store in DIR/store).
+	store storeConfig
 	// natsConnect, when set, connects to an external NATS cluster, which then holds the event
 	// log, instead of running the embedded server.
 	natsConnect func() (*nats.Conn, error)
@@ -149,22 +158,78 @@ func openStack(ctx context.Context, dir string, logger *slog.Logger, opts stackO
 	if opts.noStore {
 		return s, nil
 	}
-	if s.store, err = embedded.Open(embedded.Config{Dir: filepath.Join(dir, "store"), Logger: logger}); err != nil {
+	if s.store, err = openStore(ctx, opts.store, dir, logger); err != nil {
 		return nil, err
 	}
-	s.proj = projector.New(s.log, s.store, rejects{s.dead}, projector.Config{Logger: logger, Progress: opts.progress})
+	pos, err := s.store.Position(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the store's position: %w", err)
+	}
+	s.storePos.Store(pos)
+	if opts.noProjector {
+		return s, nil
+	}
+	// A ClickHouse database outlives the data directory: one ahead of the log was made from
+	// another log (the data directory was made afresh), and the projector would skip the log's
+	// events up to its position.
+	if opts.store.isClickHouse() {
+		last, err := s.log.Last(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if pos > last {
+			return nil, fmt.Errorf("the store %s has applied an event log up to position %d, but the event log ends at %d: "+
+				"the database was made from another log (a data directory made afresh?); give the database made from this log, "+
+				"or a fresh one", opts.store, pos, last)
+		}
+	}
+	s.proj = projector.New(s.log, s.store, rejects{s.dead}, projector.Config{Logger: logger, Progress: opts.progress,
+		CheckpointInterval: opts.store.checkpointInterval()})
 	if _, err := s.proj.CatchUp(ctx); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-// projected is the log position the store has applied (0 without a store).
+// projected is the log position the store has applied: the projector's, or without one the
+// store's as last read (followStore); 0 without a store.
 func (s *stack) projected() uint64 {
 	if s.proj == nil {
-		return 0
+		return s.storePos.Load()
 	}
 	return s.proj.Position()
+}
+
+// followStore reads the store's position every interval until ctx ends, for a process that
+// answers from a store another process projects into; failed hears of each read, nil when it
+// succeeds again.
+func (s *stack) followStore(ctx context.Context, interval time.Duration, failed func(error)) error {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		pos, err := s.store.Position(rctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			failed(err)
+			continue
+		}
+		failed(nil)
+		for { // never backwards
+			cur := s.storePos.Load()
+			if pos <= cur || s.storePos.CompareAndSwap(cur, pos) {
+				break
+			}
+		}
+	}
 }
 
 // close releases everything, in order; it does not checkpoint.

@@ -4,13 +4,18 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/whocould/whocould/access"
 	"github.com/whocould/whocould/event"
+	"github.com/whocould/whocould/graph"
 	"github.com/whocould/whocould/internal/chtest"
+	"github.com/whocould/whocould/internal/synth"
 )
 
 // benchDecisions is n decision records like an enforcement point's: 10,000 principals, 8
@@ -170,4 +175,91 @@ func columnBytes(b *testing.B, s *Store, table string, n int) string {
 		out = append(out, fmt.Sprintf("%s %.1f", name, float64(bytes)/float64(n)))
 	}
 	return strings.Join(out, ", ")
+}
+
+// benchOrg is a synthetic organisation (internal/synth) as the log delivers it: in frames of
+// 1024 records of one recorded time. Sized by WHOCOULD_BENCH_PRINCIPALS, _GROUPS and _GRANTS
+// (default 10,000, 1,000 and 100,000).
+func benchOrg(b *testing.B) (*synth.Org, []event.Record) {
+	size := func(env string, def int) int {
+		if n, err := strconv.Atoi(os.Getenv(env)); err == nil && n > 0 {
+			return n
+		}
+		return def
+	}
+	o := synth.Generate(synth.Options{Seed: 1, Principals: size("WHOCOULD_BENCH_PRINCIPALS", 10_000),
+		Groups: size("WHOCOULD_BENCH_GROUPS", 1_000), Grants: size("WHOCOULD_BENCH_GRANTS", 100_000)})
+	recs := o.Records(1)
+	for i := range recs {
+		recs[i].Recorded = recs[i-i%1024].Recorded
+	}
+	return o, recs
+}
+
+// BenchmarkMap projects a synthetic organisation's change events into the ClickHouse permission
+// map (Apply in calls of 8192 records, as the projector does), then asks who-could and
+// what-could at random past times. It reports events/s of the projection (and of the graph
+// alone, for what the map's rows cost), rows and bytes on disk per row of access_map, and each
+// question's p50 and p99.
+//
+//	go test -run '^$' -bench Map -benchtime 1x ./store/clickhouse
+//	WHOCOULD_BENCH_PRINCIPALS=100000 WHOCOULD_BENCH_GROUPS=10000 WHOCOULD_BENCH_GRANTS=1000000 go test ...
+func BenchmarkMap(b *testing.B) {
+	ctx := context.Background()
+	o, recs := benchOrg(b)
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		g := graph.New()
+		g.ApplyBatch(recs)
+		graphRate := float64(len(recs)) / time.Since(t0).Seconds()
+
+		s, err := Open(ctx, Config{Addr: chtest.Addr(b), Database: chtest.Database(b)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		t0 = time.Now()
+		for j := 0; j < len(recs); j += 8192 {
+			if err := s.Apply(ctx, recs[j:min(j+8192, len(recs))]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		took := time.Since(t0)
+		var rows uint64
+		if err := s.conn.QueryRow(ctx, "SELECT count() FROM access_map").Scan(&rows); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(len(recs))/took.Seconds(), "events/s")
+		b.ReportMetric(graphRate, "graph-events/s")
+		b.ReportMetric(float64(rows), "map-rows")
+		b.ReportMetric(bytesPerRow(b, s, "access_map"), "B/map-row")
+
+		r := rand.New(rand.NewPCG(3, 4))
+		var who, what []time.Duration
+		found := 0
+		for range 300 {
+			q := access.Query{Action: o.Actions[r.IntN(len(o.Actions))], Resource: o.Resources[r.IntN(len(o.Resources))] + "/rows",
+				At: o.Start.Add(time.Duration(r.Int64N(int64(o.Span))))}
+			t0 := time.Now()
+			ans, err := s.WhoCould(ctx, q)
+			who = append(who, time.Since(t0))
+			if err != nil {
+				b.Fatal(err)
+			}
+			found += len(ans.Principals)
+			q.Principal = fmt.Sprintf("user:u%d", r.IntN(1000))
+			t0 = time.Now()
+			if _, err := s.WhatCould(ctx, q); err != nil {
+				b.Fatal(err)
+			}
+			what = append(what, time.Since(t0))
+		}
+		slices.Sort(who)
+		slices.Sort(what)
+		b.ReportMetric(float64(who[len(who)/2].Microseconds()), "who-p50-µs")
+		b.ReportMetric(float64(who[len(who)*99/100].Microseconds()), "who-p99-µs")
+		b.ReportMetric(float64(what[len(what)/2].Microseconds()), "what-p50-µs")
+		b.ReportMetric(float64(what[len(what)*99/100].Microseconds()), "what-p99-µs")
+		b.ReportMetric(float64(found)/300, "principals/answer")
+		s.Close()
+	}
 }

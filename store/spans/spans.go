@@ -195,11 +195,16 @@ func Explain(q access.Query, p Principal, known bool) access.Explain {
 		}
 	}
 	if last != nil {
-		how := "ended"
 		if x := last.Path.Grant.ExpiresAt; x != nil && event.Micros(*x) == last.To {
-			how = "expired"
+			g := last.Path.Grant
+			what := g.Role
+			if what == "" {
+				what = g.Action
+			}
+			ans.Reason += fmt.Sprintf("; the last grant that did, grant(%s, %s, %s), expired at %s", g.Subject, what, g.Resource, stamp(last.To))
+		} else {
+			ans.Reason += fmt.Sprintf("; the last path that did, %s, ended at %s", last.Path.String(), stamp(last.To))
 		}
-		ans.Reason += fmt.Sprintf("; the last path that did, %s, %s at %s", last.Path.String(), how, stamp(last.To))
 	}
 	return ans
 }
