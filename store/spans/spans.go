@@ -127,6 +127,9 @@ func WhatCould(q access.Query, p Principal) access.WhatCould {
 	}
 	for i := range ans.Entitlements {
 		access.SortPaths(ans.Entitlements[i].Paths)
+		if ps := ans.Entitlements[i].Paths; len(ps) > graph.MaxPaths {
+			ans.Entitlements[i].Paths, ans.PathsTruncated = ps[:graph.MaxPaths], true
+		}
 	}
 	slices.SortFunc(ans.Entitlements, func(a, b access.Entitlement) int {
 		if c := cmp.Compare(a.Action, b.Action); c != 0 {
@@ -314,3 +317,95 @@ func overlapsAny(from, to int64, stretches [][2]int64) bool {
 func pathKey(s *graph.PathSpan) string {
 	return s.Action + "\x00" + s.Resource + "\x00" + s.Path.String() + "\x00" + strings.Join(s.Path.Roles, "\x00")
 }
+
+// Grant is one interval of a grant.
+type Grant struct {
+	graph.GrantKey
+	graph.GrantSpan
+}
+
+// Parts is the map's parts (graph.Chains and the others) that a question needs, as known at its
+// known-at: every part that could make a path the question is about, and maybe more.
+type Parts struct {
+	Status map[string][]graph.StatusSpan // by principal
+	Chains map[string][]graph.ChainSpan  // by principal
+	Grants map[string][]Grant            // by subject
+	Tails  map[string][]graph.TailSpan   // by role
+}
+
+// NewParts returns empty parts.
+func NewParts() *Parts {
+	return &Parts{Status: map[string][]graph.StatusSpan{}, Chains: map[string][]graph.ChainSpan{},
+		Grants: map[string][]Grant{}, Tails: map[string][]graph.TailSpan{}}
+}
+
+// Principal joins the parts into principal p's spans: its status, and the paths whose chain,
+// grant and tail all hold, over the stretches they all hold, keeping only the entitlements keep
+// accepts (nil: all). Stretches of one path and expiry that touch are one.
+func (pt *Parts) Principal(p string, keep func(action, resource string) bool) Principal {
+	out := Principal{Name: p}
+	out.Status = pt.Status[p]
+	chains := append([]graph.ChainSpan{{From: minTime, To: graph.Forever}}, pt.Chains[p]...)
+	var spans []graph.PathSpan
+	for _, c := range chains {
+		subject := p
+		if n := len(c.Groups); n > 0 {
+			subject = c.Groups[n-1]
+		}
+		groups := c.Groups
+		if groups == nil {
+			groups = []string{}
+		}
+		for _, gr := range pt.Grants[subject] {
+			lo, hi := max(c.From, gr.From), min(c.To, gr.To)
+			if lo >= hi {
+				continue
+			}
+			ref := access.GrantRef{Subject: gr.Subject, Role: gr.Role, Action: gr.Action, Resource: gr.Resource}
+			if gr.Expires != 0 {
+				x := event.FromMicros(gr.Expires)
+				ref.ExpiresAt = &x
+			}
+			if gr.Role == "" {
+				if keep == nil || keep(gr.Action, gr.Resource) {
+					spans = append(spans, graph.PathSpan{From: lo, To: hi, Action: gr.Action, Resource: gr.Resource,
+						Path: access.Path{Groups: groups, Grant: ref, Roles: []string{}, Permission: gr.Action}})
+				}
+				continue
+			}
+			for _, t := range pt.Tails[gr.Role] {
+				l, h := max(lo, t.From), min(hi, t.To)
+				if l >= h || keep != nil && !keep(t.Permission, gr.Resource) {
+					continue
+				}
+				spans = append(spans, graph.PathSpan{From: l, To: h, Action: t.Permission, Resource: gr.Resource,
+					Path: access.Path{Groups: groups, Grant: ref, Roles: t.Roles, Permission: t.Permission}})
+			}
+		}
+	}
+	// Merge the stretches of one path and expiry that touch.
+	key := func(s *graph.PathSpan) string {
+		k := pathKey(s)
+		if x := s.Path.Grant.ExpiresAt; x != nil {
+			k += "\x00" + x.String()
+		}
+		return k
+	}
+	slices.SortFunc(spans, func(a, b graph.PathSpan) int {
+		if c := cmp.Compare(key(&a), key(&b)); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.From, b.From)
+	})
+	for i := range spans {
+		if n := len(out.Paths); n > 0 && key(&out.Paths[n-1]) == key(&spans[i]) && out.Paths[n-1].To >= spans[i].From {
+			out.Paths[n-1].To = max(out.Paths[n-1].To, spans[i].To)
+			continue
+		}
+		out.Paths = append(out.Paths, spans[i])
+	}
+	return out
+}
+
+// minTime is the From of what holds from the start of time.
+const minTime = -1 << 63
