@@ -3,8 +3,11 @@ package clickhouse
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/whocould/whocould/access"
 	"github.com/whocould/whocould/event"
@@ -12,9 +15,12 @@ import (
 	"github.com/whocould/whocould/store/spans"
 )
 
-// The permission map's reading side: each question fetches, as known at its known-at, the rows
-// of access_map it needs (mapwrite.go), and store/spans makes the answer from them exactly as the
-// engine would.
+// The permission map's reading side: each question fetches, as known at its known-at, the parts
+// of the map (mapwrite.go) that can make the paths it is about — a few key ranges each — and
+// store/spans joins them and makes the answer exactly as the engine would.
+
+// maxQuerySize lets a question name many groups or principals in its IN lists.
+const maxQuerySize = 64 << 20
 
 // quote is s as a ClickHouse string literal.
 func quote(s string) string {
@@ -53,6 +59,8 @@ type filter struct {
 	args []any
 }
 
+func kindIs(k uint8) filter { return filter{sql: fmt.Sprintf("kind = %d", k)} }
+
 func holdingAt(t time.Time) filter {
 	us := event.Micros(t)
 	return filter{"from_us <= ? AND to_us > ?", []any{us, us}}
@@ -61,6 +69,16 @@ func holdingAt(t time.Time) filter {
 func overlapping(from, to time.Time) filter {
 	return filter{"from_us < ? AND to_us > ?", []any{event.Micros(to), event.Micros(from)}}
 }
+
+// in selects the rows whose column is one of vals (none: no row).
+func in(column string, vals []string) filter {
+	if len(vals) == 0 {
+		return filter{sql: "0"}
+	}
+	return filter{sql: column + " IN (" + inList(vals) + ")"}
+}
+
+func idIs(id string) filter { return filter{"id = ?", []any{id}} }
 
 // and joins filters.
 func and(fs ...filter) filter {
@@ -77,156 +95,229 @@ func and(fs ...filter) filter {
 	return out
 }
 
-// onEntitlements selects the paths and truncation marks that give action (when set) on resource
-// (when set).
-func onEntitlements(action, resource string) filter {
-	f := filter{sql: fmt.Sprintf("kind IN (%d, %d)", kindPath, kindTruncated)}
-	if resource != "" {
-		f.sql += " AND resource IN (" + inList(event.Ancestors(resource)) + ")"
-	}
-	if action != "" {
-		f.sql += " AND action IN (" + inList(actionPatterns(action)) + ")"
-	}
-	return f
+func or(a, b filter) filter {
+	return filter{"(" + a.sql + ") OR (" + b.sql + ")", append(slices.Clone(a.args), b.args...)}
 }
 
-// statuses selects status rows.
-var statuses = filter{sql: fmt.Sprintf("kind = %d AND resource = '' AND action = ''", kindStatus)}
-
-// ofPrincipal selects the rows of one principal.
-func ofPrincipal(p string) filter { return filter{"principal = ?", []any{p}} }
-
-// ofPrincipalsIn selects the rows of the principals that have a path the filter f selects
-// (whatever its version: a superset).
-func ofPrincipalsIn(tenant string, f filter) filter {
-	f = and(filter{sql: fmt.Sprintf("kind = %d", kindPath)}, f)
-	return filter{"principal IN (SELECT principal FROM access_map WHERE tenant = ? AND " + f.sql + ")",
-		append([]any{tenant}, f.args...)}
-}
-
-// mapOf reads the rows f selects, as known at knownAt, into principals by name.
-func (s *Store) mapOf(ctx context.Context, tenant string, knownAt *time.Time, f filter, into map[string]*spans.Principal) error {
+// fetch reads the rows f selects, as known at knownAt, into pt, and returns the ids and refs it
+// read (each sorted, unique).
+func (s *Store) fetch(ctx context.Context, tenant string, knownAt *time.Time, f filter, pt *spans.Parts) (ids, refs []string, err error) {
 	args := append([]any{tenant}, f.args...)
 	known := ""
 	if knownAt != nil {
 		known = " AND known_us <= ?"
 		args = append(args, event.Micros(*knownAt))
 	}
+	ctx = ch.Context(ctx, ch.WithSettings(ch.Settings{"max_query_size": maxQuerySize}))
 	rows, err := s.conn.Query(ctx, fmt.Sprintf(qMap, f.sql, known), args...)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var (
-			r                                    mapRow
-			grantSubject, grantRole, grantAction string
-		)
-		if err := rows.Scan(&r.principal, &r.kind, &r.resource, &r.action, &r.from, &r.to, &r.status, &r.groups,
-			&grantSubject, &grantRole, &grantAction, &r.expires, &r.roles); err != nil {
-			return err
+		var r mapRow
+		if err := rows.Scan(&r.kind, &r.id, &r.ref, &r.resource, &r.from, &r.to, &r.path, &r.status, &r.isRole, &r.expires,
+			&r.end); err != nil {
+			return nil, nil, err
 		}
-		p := into[r.principal]
-		if p == nil {
-			p = &spans.Principal{Name: r.principal}
-			into[r.principal] = p
-		}
+		ids, refs = append(ids, r.id), append(refs, r.ref)
 		switch r.kind {
 		case kindStatus:
-			p.Status = append(p.Status, graph.StatusSpan{From: r.from, To: r.to, Status: r.status})
-		case kindTruncated:
-			p.Truncated = append(p.Truncated, graph.TruncatedSpan{From: r.from, To: r.to, Action: r.action, Resource: r.resource})
-		default:
-			path := access.Path{Groups: nonNil(r.groups), Roles: nonNil(r.roles), Permission: r.action,
-				Grant: access.GrantRef{Subject: grantSubject, Role: grantRole, Action: grantAction, Resource: r.resource}}
-			if r.expires != 0 {
-				x := event.FromMicros(r.expires)
-				path.Grant.ExpiresAt = &x
+			pt.Status[r.id] = append(pt.Status[r.id], graph.StatusSpan{From: r.from, To: r.to, Status: r.status})
+		case kindChain:
+			pt.Chains[r.id] = append(pt.Chains[r.id], graph.ChainSpan{From: r.from, To: r.to, Groups: r.path})
+		case kindGrant:
+			gk := graph.GrantKey{Subject: r.id, Action: r.ref, Resource: r.resource}
+			if r.isRole == 1 {
+				gk.Role, gk.Action = r.ref, ""
 			}
-			p.Paths = append(p.Paths, graph.PathSpan{From: r.from, To: r.to, Action: r.action, Resource: r.resource, Path: path})
+			pt.Grants[r.id] = append(pt.Grants[r.id], spans.Grant{GrantKey: gk,
+				GrantSpan: graph.GrantSpan{From: r.from, To: r.to, Expires: r.expires, End: graph.End(r.end)}})
+		case kindTail:
+			pt.Tails[r.id] = append(pt.Tails[r.id], graph.TailSpan{From: r.from, To: r.to, Roles: nonNil(r.path), Permission: r.ref})
 		}
 	}
-	return rows.Err()
-}
-
-func principalList(m map[string]*spans.Principal) []spans.Principal {
-	out := make([]spans.Principal, 0, len(m))
-	for _, p := range m {
-		out = append(out, *p)
+	if err := rows.Err(); err != nil {
+		return nil, nil, err
 	}
-	return out
+	slices.Sort(ids)
+	slices.Sort(refs)
+	return slices.Compact(ids), slices.Compact(refs), nil
 }
 
-// WhoCould implements access.Querier: the paths on the resource's ancestors, with patterns
-// matching the action, holding at At (one key range per pair), then the status at At of the
-// principals that have them.
+// grantedRoles lists the roles the grants in pt grant.
+func grantedRoles(pt *spans.Parts) []string {
+	var roles []string
+	for _, gs := range pt.Grants {
+		for _, g := range gs {
+			if g.Role != "" {
+				roles = append(roles, g.Role)
+			}
+		}
+	}
+	slices.Sort(roles)
+	return slices.Compact(roles)
+}
+
+// subjects splits the subjects of the grants in pt into groups and principals.
+func subjects(pt *spans.Parts) (groups, principals []string) {
+	for s := range pt.Grants {
+		if event.KindOf(s) == event.KindGroup {
+			groups = append(groups, s)
+		} else {
+			principals = append(principals, s)
+		}
+	}
+	slices.Sort(groups)
+	slices.Sort(principals)
+	return groups, principals
+}
+
+// chainGroups lists the groups of p's chains in pt.
+func chainGroups(pt *spans.Parts, p string) []string {
+	var gs []string
+	for _, c := range pt.Chains[p] {
+		gs = append(gs, c.Groups...)
+	}
+	slices.Sort(gs)
+	return slices.Compact(gs)
+}
+
+func gives(action, resource string) func(string, string) bool {
+	return func(a, r string) bool {
+		return (action == "" || event.Matches(a, action)) && (resource == "" || event.Covers(r, resource))
+	}
+}
+
+// downward fetches, for the grants already in pt, what makes their paths: the tails of their
+// roles (giving action, when set), the chains ending at their group subjects and the status of
+// every principal found, all within f (a time filter); and returns those principals.
+func (s *Store) downward(ctx context.Context, tenant string, knownAt *time.Time, f filter, pt *spans.Parts) ([]string, error) {
+	groups, principals := subjects(pt)
+	if _, _, err := s.fetch(ctx, tenant, knownAt, and(kindIs(kindChain), f, in("ref", groups)), pt); err != nil {
+		return nil, err
+	}
+	for p := range pt.Chains {
+		principals = append(principals, p)
+	}
+	slices.Sort(principals)
+	principals = slices.Compact(principals)
+	if _, _, err := s.fetch(ctx, tenant, knownAt, and(kindIs(kindStatus), f, in("id", principals)), pt); err != nil {
+		return nil, err
+	}
+	return principals, nil
+}
+
+// WhoCould implements access.Querier: the tails giving the action at At, the grants on the
+// resource's ancestors of those roles or of actions matching it, the chains ending at their
+// subjects, and the status of the principals found.
 func (s *Store) WhoCould(ctx context.Context, q access.Query) (access.WhoCould, error) {
 	tenant := tenantName(q.Tenant)
-	m := map[string]*spans.Principal{}
-	on := and(onEntitlements(q.Action, q.Resource), holdingAt(q.At))
-	if err := s.mapOf(ctx, tenant, q.KnownAt, on, m); err != nil {
+	wrap := func(err error) (access.WhoCould, error) {
 		return access.WhoCould{}, fmt.Errorf("clickhouse: who could %s on %s: %w", q.Action, q.Resource, err)
 	}
-	if len(m) > 0 {
-		st := and(statuses, holdingAt(q.At), ofPrincipalsIn(tenant, on))
-		if err := s.mapOf(ctx, tenant, q.KnownAt, st, m); err != nil {
-			return access.WhoCould{}, fmt.Errorf("clickhouse: who could %s on %s: %w", q.Action, q.Resource, err)
+	pt := spans.NewParts()
+	at := holdingAt(q.At)
+	patterns := actionPatterns(q.Action)
+	roles, _, err := s.fetch(ctx, tenant, q.KnownAt, and(kindIs(kindTail), at, in("ref", patterns)), pt)
+	if err != nil {
+		return wrap(err)
+	}
+	grants := and(kindIs(kindGrant), at, in("resource", event.Ancestors(q.Resource)),
+		or(and(filter{sql: "is_role = 1"}, in("ref", roles)), and(filter{sql: "is_role = 0"}, in("ref", patterns))))
+	if _, _, err := s.fetch(ctx, tenant, q.KnownAt, grants, pt); err != nil {
+		return wrap(err)
+	}
+	principals, err := s.downward(ctx, tenant, q.KnownAt, at, pt)
+	if err != nil {
+		return wrap(err)
+	}
+	keep := gives(q.Action, q.Resource)
+	ps := make([]spans.Principal, 0, len(principals))
+	for _, p := range principals {
+		if event.KindOf(p) == event.KindPrincipal {
+			ps = append(ps, pt.Principal(p, keep))
 		}
 	}
-	return spans.WhoCould(q, principalList(m)), ctx.Err()
+	return spans.WhoCould(q, ps), ctx.Err()
+}
+
+// upward fetches principal's status and chains within f, the grants (selected by more, when
+// set) of it and of the chains' groups, and the tails (giving action, when set) of their roles.
+// It reports whether any status or chain names the principal.
+func (s *Store) upward(ctx context.Context, tenant, principal, action string, knownAt *time.Time, f, more filter, pt *spans.Parts) (bool, error) {
+	if _, _, err := s.fetch(ctx, tenant, knownAt, and(idIs(principal), f, filter{sql: fmt.Sprintf("kind IN (%d, %d)", kindStatus, kindChain)}), pt); err != nil {
+		return false, err
+	}
+	known := len(pt.Status[principal]) > 0 || len(pt.Chains[principal]) > 0
+	subjects := append(chainGroups(pt, principal), principal)
+	if _, _, err := s.fetch(ctx, tenant, knownAt, and(kindIs(kindGrant), f, in("id", subjects), more), pt); err != nil {
+		return false, err
+	}
+	tails := and(kindIs(kindTail), f, in("id", grantedRoles(pt)))
+	if action != "" {
+		tails = and(tails, in("ref", actionPatterns(action)))
+	}
+	if _, _, err := s.fetch(ctx, tenant, knownAt, tails, pt); err != nil {
+		return false, err
+	}
+	return known, nil
 }
 
 // WhatCould implements access.Querier.
 func (s *Store) WhatCould(ctx context.Context, q access.Query) (access.WhatCould, error) {
-	m := map[string]*spans.Principal{}
-	if err := s.mapOf(ctx, tenantName(q.Tenant), q.KnownAt, and(ofPrincipal(q.Principal), holdingAt(q.At)), m); err != nil {
+	pt := spans.NewParts()
+	if _, err := s.upward(ctx, tenantName(q.Tenant), q.Principal, "", q.KnownAt, holdingAt(q.At), filter{}, pt); err != nil {
 		return access.WhatCould{}, fmt.Errorf("clickhouse: what could %s: %w", q.Principal, err)
 	}
-	p := spans.Principal{Name: q.Principal}
-	if x := m[q.Principal]; x != nil {
-		p = *x
-	}
-	return spans.WhatCould(q, p), ctx.Err()
+	return spans.WhatCould(q, pt.Principal(q.Principal, nil)), ctx.Err()
 }
 
-// Explain implements access.Querier: the principal's statuses, and its paths that give the
-// action on the resource at any time (the reason names the last one that ended).
+// Explain implements access.Querier: the principal's parts that give the action on the
+// resource, at any time (the reason names the last grant that ended).
 func (s *Store) Explain(ctx context.Context, q access.Query) (access.Explain, error) {
-	tenant := tenantName(q.Tenant)
-	m := map[string]*spans.Principal{}
-	for _, f := range []filter{and(statuses, ofPrincipal(q.Principal)), and(onEntitlements(q.Action, q.Resource), ofPrincipal(q.Principal))} {
-		if err := s.mapOf(ctx, tenant, q.KnownAt, f, m); err != nil {
-			return access.Explain{}, fmt.Errorf("clickhouse: explain %s %s on %s: %w", q.Principal, q.Action, q.Resource, err)
-		}
+	pt := spans.NewParts()
+	onResource := and(in("resource", event.Ancestors(q.Resource)),
+		or(filter{sql: "is_role = 1"}, in("ref", actionPatterns(q.Action))))
+	known, err := s.upward(ctx, tenantName(q.Tenant), q.Principal, q.Action, q.KnownAt, filter{}, onResource, pt)
+	if err != nil {
+		return access.Explain{}, fmt.Errorf("clickhouse: explain %s %s on %s: %w", q.Principal, q.Action, q.Resource, err)
 	}
-	p := spans.Principal{Name: q.Principal}
-	x, known := m[q.Principal]
-	if known {
-		p = *x
-	}
-	return spans.Explain(q, p, known), ctx.Err()
+	return spans.Explain(q, pt.Principal(q.Principal, gives(q.Action, q.Resource)), known), ctx.Err()
 }
 
-// History implements access.Querier: the rows of the principal, or of the paths on the
-// resource's ancestors and the statuses of their principals, overlapping [From, To).
+// History implements access.Querier: the parts overlapping [From, To) of the principal's paths,
+// or of the paths through grants on the resource's ancestors.
 func (s *Store) History(ctx context.Context, q access.Query) (access.History, error) {
-	tenant := tenantName(q.Tenant)
-	m := map[string]*spans.Principal{}
 	if !q.From.Before(q.To) {
 		return spans.History(q, nil), nil
 	}
+	tenant := tenantName(q.Tenant)
+	wrap := func(err error) (access.History, error) { return access.History{}, fmt.Errorf("clickhouse: history: %w", err) }
+	pt := spans.NewParts()
 	window := overlapping(q.From, q.To)
-	var fs []filter
 	if q.Principal != "" {
-		fs = []filter{and(ofPrincipal(q.Principal), window)}
-	} else {
-		on := and(onEntitlements("", q.Resource), window)
-		fs = []filter{on, and(statuses, window, ofPrincipalsIn(tenant, on))}
+		if _, err := s.upward(ctx, tenant, q.Principal, "", q.KnownAt, window, filter{}, pt); err != nil {
+			return wrap(err)
+		}
+		return spans.History(q, []spans.Principal{pt.Principal(q.Principal, nil)}), ctx.Err()
 	}
-	for _, f := range fs {
-		if err := s.mapOf(ctx, tenant, q.KnownAt, f, m); err != nil {
-			return access.History{}, fmt.Errorf("clickhouse: history: %w", err)
+	if _, _, err := s.fetch(ctx, tenant, q.KnownAt, and(kindIs(kindGrant), window, in("resource", event.Ancestors(q.Resource))), pt); err != nil {
+		return wrap(err)
+	}
+	if _, _, err := s.fetch(ctx, tenant, q.KnownAt, and(kindIs(kindTail), window, in("id", grantedRoles(pt))), pt); err != nil {
+		return wrap(err)
+	}
+	principals, err := s.downward(ctx, tenant, q.KnownAt, window, pt)
+	if err != nil {
+		return wrap(err)
+	}
+	keep := gives("", q.Resource)
+	var ps []spans.Principal
+	for _, p := range principals {
+		if event.KindOf(p) == event.KindPrincipal {
+			ps = append(ps, pt.Principal(p, keep))
 		}
 	}
-	return spans.History(q, principalList(m)), ctx.Err()
+	return spans.History(q, ps), ctx.Err()
 }

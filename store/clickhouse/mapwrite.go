@@ -18,15 +18,17 @@ import (
 //
 // The projector keeps the engine's graph of every tenant (graph.Graph), fed every change record
 // it applies. Records come in groups of one recorded time (the log's frames): after applying a
-// group, the principals whose answers it could have changed (graph.ApplyTouched) are exported
-// twice — as known before the group, and now — and the rows that differ are written: present 1
-// for a row the map now holds, present 0 for one it no longer does, all stamped with the group's
-// recorded time (known_us) and last position (version). So the map as known at K is the rows of
-// the highest version up to K, and answers as known at any recorded time are exact.
+// group, each part of the map it changed (graph.ApplyChanges: a principal's status or
+// membership chains, a grant's intervals, a role's tails) is exported twice — as known before
+// the group, and now — and the rows that differ are written: present 1 for a row the map now
+// holds, present 0 for one it no longer does, all stamped with the group's recorded time
+// (known_us) and last position (version). So the map as known at K is the rows of the highest
+// version up to K, and answers as known at any recorded time are exact. The questions join the
+// parts (mapread.go); no path is stored, so a grant to a group of thousands writes one row.
 //
 // "Before the group" is the export as known at the previous group's recorded time; when a group
 // continues the previous one's recorded time (a frame split between two Applies), it is what the
-// previous part wrote (kept in tail), or, for a principal that part did not touch, the export as
+// previous part wrote (kept in tail), or, for a part that part did not change, the export as
 // known just before that recorded time.
 //
 // The graphs are rebuilt from the archive (the events table, whose change events are every one
@@ -36,14 +38,20 @@ import (
 // mapState is the graphs and what the last group wrote.
 type mapState struct {
 	graphs  map[string]*graph.Graph
-	lastRec int64                            // recorded time (µs) of the last group applied; 0: none
-	tail    map[tenantPrincipal]graph.Export // what the groups at lastRec wrote
+	lastRec int64                 // recorded time (µs) of the last group applied; 0: none
+	tail    map[partKey][]mapRow // what the groups at lastRec wrote
 }
 
-type tenantPrincipal struct{ tenant, principal string }
+// partKey names a part of one tenant's map.
+type partKey struct {
+	tenant string
+	kind   uint8
+	id     string // the principal, the grant's subject, the role
+	grant  graph.GrantKey
+}
 
 func newMapState() *mapState {
-	return &mapState{graphs: map[string]*graph.Graph{}, tail: map[tenantPrincipal]graph.Export{}}
+	return &mapState{graphs: map[string]*graph.Graph{}, tail: map[partKey][]mapRow{}}
 }
 
 func (m *mapState) graph(tenant string) *graph.Graph {
@@ -69,6 +77,37 @@ func (m *mapState) derive(changes []event.Record, out *[]mapRow) {
 	}
 }
 
+// byTenant splits records by tenant, each tenant's in log order.
+func byTenant(recs []event.Record) (tenants []string, by map[string][]event.Record) {
+	by = map[string][]event.Record{}
+	for _, r := range recs {
+		t := r.TenantOrDefault()
+		if _, ok := by[t]; !ok {
+			tenants = append(tenants, t)
+		}
+		by[t] = append(by[t], r)
+	}
+	return tenants, by
+}
+
+// partsChanged lists the parts ch names.
+func partsChanged(tenant string, ch graph.Changes) []partKey {
+	var ks []partKey
+	for _, p := range ch.Status {
+		ks = append(ks, partKey{tenant: tenant, kind: kindStatus, id: p})
+	}
+	for _, p := range ch.Chains {
+		ks = append(ks, partKey{tenant: tenant, kind: kindChain, id: p})
+	}
+	for _, gk := range ch.Grants {
+		ks = append(ks, partKey{tenant: tenant, kind: kindGrant, id: gk.Subject, grant: gk})
+	}
+	for _, r := range ch.Tails {
+		ks = append(ks, partKey{tenant: tenant, kind: kindTail, id: r})
+	}
+	return ks
+}
+
 // group applies one group of records recorded at rec.
 func (m *mapState) group(recs []event.Record, rec int64, out *[]mapRow) {
 	version := recs[len(recs)-1].Position
@@ -77,35 +116,25 @@ func (m *mapState) group(recs []event.Record, rec int64, out *[]mapRow) {
 		clear(m.tail)
 	}
 	var seq uint32
-	// By tenant, each tenant's records in log order.
-	var tenants []string
-	byTenant := map[string][]event.Record{}
-	for _, r := range recs {
-		t := r.TenantOrDefault()
-		if _, ok := byTenant[t]; !ok {
-			tenants = append(tenants, t)
-		}
-		byTenant[t] = append(byTenant[t], r)
-	}
+	tenants, by := byTenant(recs)
 	for _, t := range tenants {
 		g := m.graph(t)
-		for _, p := range g.ApplyTouched(byTenant[t]) {
-			k := tenantPrincipal{t, p}
-			var before graph.Export
+		for _, k := range partsChanged(t, g.ApplyChanges(by[t])) {
+			var before []mapRow
 			switch {
 			case m.lastRec == 0:
 			case continues:
 				var ok bool
 				if before, ok = m.tail[k]; !ok {
 					at := event.FromMicros(rec - 1)
-					before = g.Export(p, &at)
+					before = exportPart(g, k, &at)
 				}
 			default:
 				at := event.FromMicros(m.lastRec)
-				before = g.Export(p, &at)
+				before = exportPart(g, k, &at)
 			}
-			now := g.Export(p, nil)
-			diffExports(t, p, before, now, rec, version, &seq, out)
+			now := exportPart(g, k, nil)
+			diffRows(before, now, rec, version, &seq, out)
 			m.tail[k] = now
 		}
 	}
@@ -114,51 +143,49 @@ func (m *mapState) group(recs []event.Record, rec int64, out *[]mapRow) {
 
 // mapRow is a row of access_map.
 type mapRow struct {
-	tenant    string
-	kind      uint8
-	resource  string
-	action    string
-	principal string
-	key       uint64
-	from, to  int64
-	status    string
-	groups    []string
-	subject   string
-	role      string
-	grantAct  string
-	expires   int64
-	roles     []string
-	known     int64
-	version   uint64
-	seq       uint32
-	present   uint8
+	tenant   string
+	kind     uint8
+	ref      string
+	resource string
+	id       string
+	key      uint64
+	from, to int64
+	path     []string
+	status   string
+	isRole   uint8
+	expires  int64
+	end      uint8
+	known    int64
+	version  uint64
+	seq      uint32
+	present  uint8
 }
 
 // Kinds of access_map rows.
 const (
-	kindPath      = 0
-	kindStatus    = 1
-	kindTruncated = 2
+	kindStatus = 1
+	kindChain  = 2
+	kindGrant  = 3
+	kindTail   = 4
 )
 
-const mapColumns = "tenant, kind, resource, action, principal, key, from_us, to_us, status, groups, grant_subject, grant_role, " +
-	"grant_action, grant_expires_us, roles, known_us, version, seq, present"
+const mapColumns = "tenant, kind, ref, resource, id, key, from_us, to_us, path, status, is_role, expires_us, end_reason, " +
+	"known_us, version, seq, present"
 
 func mapCols(rows []mapRow) []any {
 	n := len(rows)
-	tenant, kind, resource, action, principal := make([]string, n), make([]uint8, n), make([]string, n), make([]string, n), make([]string, n)
-	key, from, to, status, groups := make([]uint64, n), make([]int64, n), make([]int64, n), make([]string, n), make([][]string, n)
-	subject, role, grantAct, expires, roles := make([]string, n), make([]string, n), make([]string, n), make([]int64, n), make([][]string, n)
+	tenant, kind, ref, resource, id := make([]string, n), make([]uint8, n), make([]string, n), make([]string, n), make([]string, n)
+	key, from, to, path, status := make([]uint64, n), make([]int64, n), make([]int64, n), make([][]string, n), make([]string, n)
+	isRole, expires, end := make([]uint8, n), make([]int64, n), make([]uint8, n)
 	known, version, seq, present := make([]int64, n), make([]uint64, n), make([]uint32, n), make([]uint8, n)
 	for i := range rows {
 		r := &rows[i]
-		tenant[i], kind[i], resource[i], action[i], principal[i] = r.tenant, r.kind, r.resource, r.action, r.principal
-		key[i], from[i], to[i], status[i], groups[i] = r.key, r.from, r.to, r.status, nonNil(r.groups)
-		subject[i], role[i], grantAct[i], expires[i], roles[i] = r.subject, r.role, r.grantAct, r.expires, nonNil(r.roles)
+		tenant[i], kind[i], ref[i], resource[i], id[i] = r.tenant, r.kind, r.ref, r.resource, r.id
+		key[i], from[i], to[i], path[i], status[i] = r.key, r.from, r.to, nonNil(r.path), r.status
+		isRole[i], expires[i], end[i] = r.isRole, r.expires, r.end
 		known[i], version[i], seq[i], present[i] = r.known, r.version, r.seq, r.present
 	}
-	return []any{tenant, kind, resource, action, principal, key, from, to, status, groups, subject, role, grantAct, expires, roles,
-		known, version, seq, present}
+	return []any{tenant, kind, ref, resource, id, key, from, to, path, status, isRole, expires, end, known, version, seq, present}
 }
 
 func nonNil(s []string) []string {
@@ -168,31 +195,40 @@ func nonNil(s []string) []string {
 	return s
 }
 
-// exportRows is the rows of an export, keyed, without their version.
-func exportRows(tenant, principal string, ex graph.Export) []mapRow {
+// exportPart is the rows of part k as known at knownAt (nil: now), keyed, without a version.
+func exportPart(g *graph.Graph, k partKey, knownAt *time.Time) []mapRow {
 	var rows []mapRow
-	for _, s := range ex.Status {
-		rows = append(rows, mapRow{kind: kindStatus, from: s.From, to: s.To, status: s.Status})
-	}
-	for _, s := range ex.Paths {
-		r := mapRow{kind: kindPath, from: s.From, to: s.To, action: s.Action, resource: s.Resource, groups: s.Path.Groups,
-			subject: s.Path.Grant.Subject, role: s.Path.Grant.Role, grantAct: s.Path.Grant.Action, roles: s.Path.Roles}
-		if x := s.Path.Grant.ExpiresAt; x != nil {
-			r.expires = event.Micros(*x)
+	switch k.kind {
+	case kindStatus:
+		for _, s := range g.StatusSpans(k.id, knownAt) {
+			rows = append(rows, mapRow{from: s.From, to: s.To, status: s.Status})
 		}
-		rows = append(rows, r)
-	}
-	for _, s := range ex.Truncated {
-		rows = append(rows, mapRow{kind: kindTruncated, from: s.From, to: s.To, action: s.Action, resource: s.Resource})
+	case kindChain:
+		for _, c := range g.Chains(k.id, knownAt) {
+			rows = append(rows, mapRow{from: c.From, to: c.To, path: c.Groups, ref: c.Groups[len(c.Groups)-1]})
+		}
+	case kindGrant:
+		gk := k.grant
+		for _, s := range g.GrantSpans(gk.Subject, gk.Role, gk.Action, gk.Resource, knownAt) {
+			r := mapRow{from: s.From, to: s.To, ref: gk.Action, resource: gk.Resource, expires: s.Expires, end: uint8(s.End)}
+			if gk.Role != "" {
+				r.ref, r.isRole = gk.Role, 1
+			}
+			rows = append(rows, r)
+		}
+	case kindTail:
+		for _, t := range g.Tails(k.id, knownAt) {
+			rows = append(rows, mapRow{from: t.From, to: t.To, path: t.Roles, ref: t.Permission})
+		}
 	}
 	for i := range rows {
-		rows[i].tenant, rows[i].principal = tenant, principal
+		rows[i].tenant, rows[i].kind, rows[i].id = k.tenant, k.kind, k.id
 		rows[i].key = rows[i].hash()
 	}
 	return rows
 }
 
-// hash identifies a row's content (the principal's rows apart).
+// hash identifies a row's content within its part.
 func (r *mapRow) hash() uint64 {
 	h := fnv.New64a()
 	var b [8]byte
@@ -204,36 +240,28 @@ func (r *mapRow) hash() uint64 {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}
-	list := func(ss []string) {
-		num(int64(len(ss)))
-		for _, s := range ss {
-			str(s)
-		}
-	}
-	h.Write([]byte{r.kind})
+	h.Write([]byte{r.kind, r.isRole, r.end})
 	num(r.from)
 	num(r.to)
-	str(r.status)
-	str(r.action)
-	str(r.resource)
-	list(r.groups)
-	str(r.subject)
-	str(r.role)
-	str(r.grantAct)
 	num(r.expires)
-	list(r.roles)
+	str(r.ref)
+	str(r.resource)
+	str(r.status)
+	num(int64(len(r.path)))
+	for _, s := range r.path {
+		str(s)
+	}
 	return h.Sum64()
 }
 
-// diffExports appends the rows that take the map of principal from before to now.
-func diffExports(tenant, principal string, before, now graph.Export, known int64, version uint64, seq *uint32, out *[]mapRow) {
-	old, neu := exportRows(tenant, principal, before), exportRows(tenant, principal, now)
-	inOld := make(map[uint64]bool, len(old))
-	for _, r := range old {
+// diffRows appends the rows that take a part from before to now.
+func diffRows(before, now []mapRow, known int64, version uint64, seq *uint32, out *[]mapRow) {
+	inOld := make(map[uint64]bool, len(before))
+	for _, r := range before {
 		inOld[r.key] = true
 	}
-	inNew := make(map[uint64]bool, len(neu))
-	for _, r := range neu {
+	inNew := make(map[uint64]bool, len(now))
+	for _, r := range now {
 		inNew[r.key] = true
 	}
 	emit := func(r mapRow, present uint8) {
@@ -241,12 +269,12 @@ func diffExports(tenant, principal string, before, now graph.Export, known int64
 		*seq++
 		*out = append(*out, r)
 	}
-	for _, r := range old {
+	for _, r := range before {
 		if !inNew[r.key] {
 			emit(r, 0)
 		}
 	}
-	for _, r := range neu {
+	for _, r := range now {
 		if !inOld[r.key] {
 			emit(r, 1)
 		}
@@ -302,23 +330,14 @@ func (s *Store) loadMap(ctx context.Context, position uint64) (*mapState, error)
 	// The last recorded time's records apply as a group would, so that what they wrote is the
 	// tail a group continuing that recorded time starts from.
 	if len(pending) > 0 {
-		rec := event.Micros(pending[0].Recorded)
-		byTenant := map[string][]event.Record{}
-		var tenants []string
-		for _, r := range pending {
-			t := r.TenantOrDefault()
-			if _, ok := byTenant[t]; !ok {
-				tenants = append(tenants, t)
-			}
-			byTenant[t] = append(byTenant[t], r)
-		}
+		tenants, by := byTenant(pending)
 		for _, t := range tenants {
 			g := m.graph(t)
-			for _, p := range g.ApplyTouched(byTenant[t]) {
-				m.tail[tenantPrincipal{t, p}] = g.Export(p, nil)
+			for _, k := range partsChanged(t, g.ApplyChanges(by[t])) {
+				m.tail[k] = exportPart(g, k, nil)
 			}
 		}
-		m.lastRec = rec
+		m.lastRec = event.Micros(pending[0].Recorded)
 	}
 	s.log.Info("permission map rebuilt from the archive", "position", position, "events", n, "took", time.Since(start).Round(time.Millisecond))
 	return m, nil

@@ -45,13 +45,12 @@ ORDER BY position`
 	qMapRowsAfter     = `SELECT count() FROM access_map WHERE version > ?`
 	qMutationsRunning = `SELECT count() FROM system.mutations WHERE database = ? AND table = ? AND is_done = 0`
 
-	// The permission map as known at a time: for each (principal, key), the row of the highest
-	// version, when it is present. %s: the filter (whose bounds the rows of one key share, so it
-	// may come before the grouping), and the known-at bound.
-	qMap = `SELECT principal, kind, resource, action, from_us, to_us, any(status), any(groups), any(grant_subject),
-    any(grant_role), any(grant_action), any(grant_expires_us), any(roles)
+	// The permission map's parts as known at a time: for each (kind, id, key), the row of the
+	// highest version, when it is present. %s: the filter (whose bounds the rows of one key
+	// share, so it may come before the grouping), and the known-at bound.
+	qMap = `SELECT kind, id, ref, resource, from_us, to_us, any(path), any(status), any(is_role), any(expires_us), any(end_reason)
 FROM access_map
 WHERE tenant = ? AND %s%s
-GROUP BY principal, key, kind, resource, action, from_us, to_us
+GROUP BY kind, id, key, ref, resource, from_us, to_us
 HAVING argMax(present, version) = 1`
 )

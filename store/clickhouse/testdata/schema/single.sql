@@ -120,33 +120,37 @@ CREATE TABLE IF NOT EXISTS projector_checkpoint (
 ORDER BY name;
 
 -- 0005_access_map.sql
--- The permission map: for every principal, its status over time, the paths it held and when
--- (whatever its status), and when an entitlement had more paths than an answer lists (see
--- graph.Export and mapwrite.go). Bitemporal: each row is a change of what the map holds, made by
--- the records recorded at known_us, up to log position version: present 1 adds the row from
--- then on, present 0 takes it away. The map as known at K is, for each (principal, key), the
--- row of the highest version with known_us <= K, when that row is present.
--- Ordered for who-could (a few resources and action patterns at a time) and for the status
--- of the principals it finds (kind 1, resource and action empty, by principal).
+-- The permission map, by its parts (graph/relexport.go), which the questions join (mapread.go):
+--   kind 1, a principal's status:  id principal, status, [from_us, to_us);
+--   kind 2, a membership chain:    id principal, path the groups from it outwards, ref the last;
+--   kind 3, a grant's interval:    id subject, ref role (is_role 1) or action, resource,
+--                                  expires_us, end_reason;
+--   kind 4, a role's tail:         id role, path the inclusion chain from it, ref the permission
+--                                  the last role holds.
+-- Bitemporal: each row is a change of what the map holds, made by the records recorded at
+-- known_us, up to log position version: present 1 adds the row from then on, present 0 takes it
+-- away. The map as known at K is, for each (kind, id, key), the row of the highest version with
+-- known_us <= K, when that row is present (mapwrite.go).
+-- Ordered for who-could: the tails giving an action (ref), the grants of those roles or actions
+-- on a resource's ancestors (ref, resource), the chains ending at their subjects (ref), the
+-- status of those principals (id).
 CREATE TABLE IF NOT EXISTS access_map (
-    tenant           String,
-    kind             UInt8,        -- 0: a path, 1: a status, 2: an entitlement with paths left out
-    resource         String,       -- the grant's resource ('' for a status)
-    action           String, -- the permission, an action pattern ('' for a status)
-    principal        String,
-    key              UInt64,       -- a hash of the row's content: what identifies it over versions
-    from_us          Int64,        -- the row holds over [from_us, to_us), Unix microseconds
-    to_us            Int64,        -- 9223372036854775807: has not ended
-    status           String, -- kind 1: active, disabled or deleted
-    groups           Array(String), -- kind 0: the membership chain from the principal outwards
-    grant_subject    String,
-    grant_role       String,
-    grant_action     String,
-    grant_expires_us Int64,        -- 0: none
-    roles            Array(String), -- the inclusion chain from the granted role
-    known_us         Int64, -- recorded time of the records that made the change
-    version          UInt64, -- log position of the last of them
-    seq              UInt32,       -- the row's place among the changes of its version
-    present          UInt8
+    tenant      String,
+    kind        UInt8,
+    ref         String,
+    resource    String,
+    id          String,
+    key         UInt64,         -- a hash of the row's content: what identifies it over versions
+    from_us     Int64,          -- the row holds over [from_us, to_us), Unix microseconds
+    to_us       Int64,          -- 9223372036854775807: has not ended
+    path        Array(String),
+    status      String,
+    is_role     UInt8,
+    expires_us  Int64,          -- 0: none
+    end_reason  UInt8,          -- graph.End
+    known_us    Int64, -- recorded time of the records that made the change
+    version     UInt64, -- log position of the last of them
+    seq         UInt32,         -- the row's place among the changes of its version
+    present     UInt8
 ) ENGINE = MergeTree
-ORDER BY (tenant, kind, resource, action, principal, key, version);
+ORDER BY (tenant, kind, ref, resource, id, key, version);
