@@ -293,7 +293,9 @@ func (s *Store) History(ctx context.Context, q access.Query) (access.History, er
 		return spans.History(q, nil), nil
 	}
 	tenant := tenantName(q.Tenant)
-	wrap := func(err error) (access.History, error) { return access.History{}, fmt.Errorf("clickhouse: history: %w", err) }
+	wrap := func(err error) (access.History, error) {
+		return access.History{}, fmt.Errorf("clickhouse: history: %w", err)
+	}
 	pt := spans.NewParts()
 	window := overlapping(q.From, q.To)
 	if q.Principal != "" {

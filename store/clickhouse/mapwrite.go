@@ -38,7 +38,7 @@ import (
 // mapState is the graphs and what the last group wrote.
 type mapState struct {
 	graphs  map[string]*graph.Graph
-	lastRec int64                 // recorded time (µs) of the last group applied; 0: none
+	lastRec int64                // recorded time (µs) of the last group applied; 0: none
 	tail    map[partKey][]mapRow // what the groups at lastRec wrote
 }
 
