@@ -36,6 +36,9 @@ import (
 func (s *Store) Apply(ctx context.Context, recs []event.Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.follow(ctx); err != nil {
+		return err
+	}
 	from := s.applied.Load()
 	last := from
 	b := &s.batch

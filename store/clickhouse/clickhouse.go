@@ -41,9 +41,18 @@ const projectorName = "projector"
 // Store is the ClickHouse store. Reads are safe for concurrent use with each other and with
 // Apply; Apply and Checkpoint are for one projector at a time.
 type Store struct {
-	cfg  Config
-	conn driver.Conn
-	log  *slog.Logger
+	cfg Config
+	// catalog is the pool on cfg.Database, which says which generation is live
+	// (generation.go); conn the pool on db, the generation this store writes into.
+	catalog, conn driver.Conn
+	db            string
+	log           *slog.Logger
+	// generation: this store is a generation being rebuilt (NewGeneration), its own catalog;
+	// genVersion its version.
+	generation bool
+	genVersion uint64
+	poolsMu    sync.Mutex
+	pools      map[string]driver.Conn // by database, every pool opened (the catalog's too)
 
 	// applied is the position up to which this store has applied every record.
 	applied atomic.Uint64
@@ -84,21 +93,26 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		conn.Close()
 		return nil, err
 	}
-	s := &Store{cfg: cfg, conn: conn, log: cfg.Logger}
+	s := &Store{cfg: cfg, catalog: conn, conn: conn, db: cfg.Database, log: cfg.Logger, generation: cfg.generation,
+		pools: map[string]driver.Conn{cfg.Database: conn}}
 	if err := migrate(ctx, conn, s.log, schema, ms); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("clickhouse %s/%s: %w", cfg.Addr, cfg.Database, err)
 	}
+	if err := s.openLive(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
 	ck, err := s.readCheckpoint(ctx)
 	if err != nil {
-		conn.Close()
+		s.Close()
 		return nil, err
 	}
 	s.durable, s.written, s.version = ck.position, max(ck.written, ck.position), ck.version
 	s.dirty = s.written
 	s.mapDirty = s.written > ck.position
 	s.applied.Store(ck.position)
-	s.log.Info("clickhouse store open", "addr", cfg.Addr, "database", cfg.Database, "position", ck.position,
+	s.log.Info("clickhouse store open", "addr", cfg.Addr, "database", s.db, "position", ck.position,
 		"possibly_written", s.written)
 	return s, nil
 }
@@ -232,14 +246,47 @@ func createDatabase(ctx context.Context, cfg Config) error {
 	return conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+cfg.Database)
 }
 
+// openLive points the store at the live generation, migrating it, when a rebuild swapped one in.
+func (s *Store) openLive(ctx context.Context) error {
+	live, _, err := s.liveDatabase(ctx)
+	if err != nil || live == s.db {
+		return err
+	}
+	conn, err := s.pool(ctx, live)
+	if err != nil {
+		return err
+	}
+	cfg := s.cfg
+	cfg.Database = live
+	ms, err := loadMigrationsFor(migrationFiles, "migrations", cfg.schema())
+	if err != nil {
+		return fmt.Errorf("clickhouse: %w", err)
+	}
+	if err := migrate(ctx, conn, s.log, cfg.schema(), ms); err != nil {
+		return fmt.Errorf("clickhouse %s/%s: %w", cfg.Addr, live, err)
+	}
+	s.conn, s.db = conn, live
+	return nil
+}
+
 // Close closes the connections. It does not checkpoint: call Checkpoint first.
-func (s *Store) Close() error { return s.conn.Close() }
+func (s *Store) Close() error {
+	s.poolsMu.Lock()
+	defer s.poolsMu.Unlock()
+	var errs []error
+	for _, c := range s.pools {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
+}
 
 type checkpoint struct{ version, position, written uint64 }
 
-func (s *Store) readCheckpoint(ctx context.Context) (checkpoint, error) {
+func (s *Store) readCheckpoint(ctx context.Context) (checkpoint, error) { return readCheckpoint(ctx, s.conn) }
+
+func readCheckpoint(ctx context.Context, conn driver.Conn) (checkpoint, error) {
 	var ck checkpoint
-	err := s.conn.QueryRow(ctx, qCheckpoint, projectorName).Scan(&ck.version, &ck.position, &ck.written)
+	err := conn.QueryRow(ctx, qCheckpoint, projectorName).Scan(&ck.version, &ck.position, &ck.written)
 	if err != nil {
 		return ck, fmt.Errorf("clickhouse: read checkpoint: %w", err)
 	}
@@ -288,9 +335,16 @@ func (s *Store) Checkpoint(ctx context.Context) error {
 // Position implements store.Reader: the position this store has applied, or the checkpointed
 // one when that is further (another process is the projector).
 func (s *Store) Position(ctx context.Context) (uint64, error) {
-	ck, err := s.readCheckpoint(ctx)
+	conn, err := s.reader(ctx)
 	if err != nil {
 		return 0, err
+	}
+	ck, err := readCheckpoint(ctx, conn)
+	if err != nil {
+		return 0, err
+	}
+	if conn != s.conn { // a rebuild swapped another generation in: its checkpoint
+		return ck.position, nil
 	}
 	return max(s.applied.Load(), ck.position), nil
 }

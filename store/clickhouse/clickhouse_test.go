@@ -95,12 +95,12 @@ func TestMigrationsTwice(t *testing.T) {
 	for _, want := range []string{"approvals\tMergeTree", "decisions\tMergeTree", "events\tMergeTree",
 		"projector_checkpoint\tReplacingMergeTree", "schema_migrations\tReplacingMergeTree", "tenants\tReplacingMergeTree",
 		"tenants_decisions_mv\tMaterializedView", "tenants_mv\tMaterializedView", "usage\tAggregatingMergeTree", "usage_mv\tMaterializedView",
-		"access_map\tMergeTree"} {
+		"access_map\tMergeTree", "store_generation\tMergeTree"} {
 		if !strings.Contains(schema, want) {
 			t.Errorf("schema has no %q:\n%s", want, schema)
 		}
 	}
-	if got := sqlOf(t, db, `SELECT version, name FROM schema_migrations ORDER BY version`); got != "1\tevents\n2\tdecisions\n3\tapprovals\n4\tcheckpoint\n5\taccess_map" {
+	if got := sqlOf(t, db, `SELECT version, name FROM schema_migrations ORDER BY version`); got != "1\tevents\n2\tdecisions\n3\tapprovals\n4\tcheckpoint\n5\taccess_map\n6\tgeneration" {
 		t.Errorf("migrations recorded:\n%s", got)
 	}
 	time.Sleep(1100 * time.Millisecond) // a migration applied again would show a later applied_at

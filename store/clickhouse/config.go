@@ -56,6 +56,8 @@ type Config struct {
 	Retention Retention `yaml:"retention"`
 	// Logger receives the store's logs. Default: none.
 	Logger *slog.Logger `yaml:"-"`
+
+	generation bool // a generation being rebuilt (generation.go): no catalog of its own
 }
 
 // Retention is how long the tables keep their rows, by the time that partitions them. Rows go

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/whocould/whocould/access"
 	"github.com/whocould/whocould/event"
@@ -101,7 +102,7 @@ func or(a, b filter) filter {
 
 // fetch reads the rows f selects, as known at knownAt, into pt, and returns the ids and refs it
 // read (each sorted, unique).
-func (s *Store) fetch(ctx context.Context, tenant string, knownAt *time.Time, f filter, pt *spans.Parts) (ids, refs []string, err error) {
+func fetch(ctx context.Context, conn driver.Conn, tenant string, knownAt *time.Time, f filter, pt *spans.Parts) (ids, refs []string, err error) {
 	args := append([]any{tenant}, f.args...)
 	known := ""
 	if knownAt != nil {
@@ -109,7 +110,7 @@ func (s *Store) fetch(ctx context.Context, tenant string, knownAt *time.Time, f 
 		args = append(args, event.Micros(*knownAt))
 	}
 	ctx = ch.Context(ctx, ch.WithSettings(ch.Settings{"max_query_size": maxQuerySize}))
-	rows, err := s.conn.Query(ctx, fmt.Sprintf(qMap, f.sql, known), args...)
+	rows, err := conn.Query(ctx, fmt.Sprintf(qMap, f.sql, known), args...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -192,9 +193,9 @@ func gives(action, resource string) func(string, string) bool {
 // downward fetches, for the grants already in pt, what makes their paths: the tails of their
 // roles (giving action, when set), the chains ending at their group subjects and the status of
 // every principal found, all within f (a time filter); and returns those principals.
-func (s *Store) downward(ctx context.Context, tenant string, knownAt *time.Time, f filter, pt *spans.Parts) ([]string, error) {
+func downward(ctx context.Context, conn driver.Conn, tenant string, knownAt *time.Time, f filter, pt *spans.Parts) ([]string, error) {
 	groups, principals := subjects(pt)
-	if _, _, err := s.fetch(ctx, tenant, knownAt, and(kindIs(kindChain), f, in("ref", groups)), pt); err != nil {
+	if _, _, err := fetch(ctx, conn, tenant, knownAt, and(kindIs(kindChain), f, in("ref", groups)), pt); err != nil {
 		return nil, err
 	}
 	for p := range pt.Chains {
@@ -202,7 +203,7 @@ func (s *Store) downward(ctx context.Context, tenant string, knownAt *time.Time,
 	}
 	slices.Sort(principals)
 	principals = slices.Compact(principals)
-	if _, _, err := s.fetch(ctx, tenant, knownAt, and(kindIs(kindStatus), f, in("id", principals)), pt); err != nil {
+	if _, _, err := fetch(ctx, conn, tenant, knownAt, and(kindIs(kindStatus), f, in("id", principals)), pt); err != nil {
 		return nil, err
 	}
 	return principals, nil
@@ -216,19 +217,23 @@ func (s *Store) WhoCould(ctx context.Context, q access.Query) (access.WhoCould, 
 	wrap := func(err error) (access.WhoCould, error) {
 		return access.WhoCould{}, fmt.Errorf("clickhouse: who could %s on %s: %w", q.Action, q.Resource, err)
 	}
+	conn, err := s.reader(ctx)
+	if err != nil {
+		return wrap(err)
+	}
 	pt := spans.NewParts()
 	at := holdingAt(q.At)
 	patterns := actionPatterns(q.Action)
-	roles, _, err := s.fetch(ctx, tenant, q.KnownAt, and(kindIs(kindTail), at, in("ref", patterns)), pt)
+	roles, _, err := fetch(ctx, conn, tenant, q.KnownAt, and(kindIs(kindTail), at, in("ref", patterns)), pt)
 	if err != nil {
 		return wrap(err)
 	}
 	grants := and(kindIs(kindGrant), at, in("resource", event.Ancestors(q.Resource)),
 		or(and(filter{sql: "is_role = 1"}, in("ref", roles)), and(filter{sql: "is_role = 0"}, in("ref", patterns))))
-	if _, _, err := s.fetch(ctx, tenant, q.KnownAt, grants, pt); err != nil {
+	if _, _, err := fetch(ctx, conn, tenant, q.KnownAt, grants, pt); err != nil {
 		return wrap(err)
 	}
-	principals, err := s.downward(ctx, tenant, q.KnownAt, at, pt)
+	principals, err := downward(ctx, conn, tenant, q.KnownAt, at, pt)
 	if err != nil {
 		return wrap(err)
 	}
@@ -245,20 +250,20 @@ func (s *Store) WhoCould(ctx context.Context, q access.Query) (access.WhoCould, 
 // upward fetches principal's status and chains within f, the grants (selected by more, when
 // set) of it and of the chains' groups, and the tails (giving action, when set) of their roles.
 // It reports whether any status or chain names the principal.
-func (s *Store) upward(ctx context.Context, tenant, principal, action string, knownAt *time.Time, f, more filter, pt *spans.Parts) (bool, error) {
-	if _, _, err := s.fetch(ctx, tenant, knownAt, and(idIs(principal), f, filter{sql: fmt.Sprintf("kind IN (%d, %d)", kindStatus, kindChain)}), pt); err != nil {
+func upward(ctx context.Context, conn driver.Conn, tenant, principal, action string, knownAt *time.Time, f, more filter, pt *spans.Parts) (bool, error) {
+	if _, _, err := fetch(ctx, conn, tenant, knownAt, and(idIs(principal), f, filter{sql: fmt.Sprintf("kind IN (%d, %d)", kindStatus, kindChain)}), pt); err != nil {
 		return false, err
 	}
 	known := len(pt.Status[principal]) > 0 || len(pt.Chains[principal]) > 0
 	subjects := append(chainGroups(pt, principal), principal)
-	if _, _, err := s.fetch(ctx, tenant, knownAt, and(kindIs(kindGrant), f, in("id", subjects), more), pt); err != nil {
+	if _, _, err := fetch(ctx, conn, tenant, knownAt, and(kindIs(kindGrant), f, in("id", subjects), more), pt); err != nil {
 		return false, err
 	}
 	tails := and(kindIs(kindTail), f, in("id", grantedRoles(pt)))
 	if action != "" {
 		tails = and(tails, in("ref", actionPatterns(action)))
 	}
-	if _, _, err := s.fetch(ctx, tenant, knownAt, tails, pt); err != nil {
+	if _, _, err := fetch(ctx, conn, tenant, knownAt, tails, pt); err != nil {
 		return false, err
 	}
 	return known, nil
@@ -266,8 +271,12 @@ func (s *Store) upward(ctx context.Context, tenant, principal, action string, kn
 
 // WhatCould implements access.Querier.
 func (s *Store) WhatCould(ctx context.Context, q access.Query) (access.WhatCould, error) {
+	conn, err := s.reader(ctx)
+	if err != nil {
+		return access.WhatCould{}, err
+	}
 	pt := spans.NewParts()
-	if _, err := s.upward(ctx, tenantName(q.Tenant), q.Principal, "", q.KnownAt, holdingAt(q.At), filter{}, pt); err != nil {
+	if _, err := upward(ctx, conn, tenantName(q.Tenant), q.Principal, "", q.KnownAt, holdingAt(q.At), filter{}, pt); err != nil {
 		return access.WhatCould{}, fmt.Errorf("clickhouse: what could %s: %w", q.Principal, err)
 	}
 	return spans.WhatCould(q, pt.Principal(q.Principal, nil)), ctx.Err()
@@ -276,10 +285,14 @@ func (s *Store) WhatCould(ctx context.Context, q access.Query) (access.WhatCould
 // Explain implements access.Querier: the principal's parts that give the action on the
 // resource, at any time (the reason names the last grant that ended).
 func (s *Store) Explain(ctx context.Context, q access.Query) (access.Explain, error) {
+	conn, err := s.reader(ctx)
+	if err != nil {
+		return access.Explain{}, err
+	}
 	pt := spans.NewParts()
 	onResource := and(in("resource", event.Ancestors(q.Resource)),
 		or(filter{sql: "is_role = 1"}, in("ref", actionPatterns(q.Action))))
-	known, err := s.upward(ctx, tenantName(q.Tenant), q.Principal, q.Action, q.KnownAt, filter{}, onResource, pt)
+	known, err := upward(ctx, conn, tenantName(q.Tenant), q.Principal, q.Action, q.KnownAt, filter{}, onResource, pt)
 	if err != nil {
 		return access.Explain{}, fmt.Errorf("clickhouse: explain %s %s on %s: %w", q.Principal, q.Action, q.Resource, err)
 	}
@@ -296,21 +309,25 @@ func (s *Store) History(ctx context.Context, q access.Query) (access.History, er
 	wrap := func(err error) (access.History, error) {
 		return access.History{}, fmt.Errorf("clickhouse: history: %w", err)
 	}
+	conn, err := s.reader(ctx)
+	if err != nil {
+		return wrap(err)
+	}
 	pt := spans.NewParts()
 	window := overlapping(q.From, q.To)
 	if q.Principal != "" {
-		if _, err := s.upward(ctx, tenant, q.Principal, "", q.KnownAt, window, filter{}, pt); err != nil {
+		if _, err := upward(ctx, conn, tenant, q.Principal, "", q.KnownAt, window, filter{}, pt); err != nil {
 			return wrap(err)
 		}
 		return spans.History(q, []spans.Principal{pt.Principal(q.Principal, nil)}), ctx.Err()
 	}
-	if _, _, err := s.fetch(ctx, tenant, q.KnownAt, and(kindIs(kindGrant), window, in("resource", event.Ancestors(q.Resource))), pt); err != nil {
+	if _, _, err := fetch(ctx, conn, tenant, q.KnownAt, and(kindIs(kindGrant), window, in("resource", event.Ancestors(q.Resource))), pt); err != nil {
 		return wrap(err)
 	}
-	if _, _, err := s.fetch(ctx, tenant, q.KnownAt, and(kindIs(kindTail), window, in("id", grantedRoles(pt))), pt); err != nil {
+	if _, _, err := fetch(ctx, conn, tenant, q.KnownAt, and(kindIs(kindTail), window, in("id", grantedRoles(pt))), pt); err != nil {
 		return wrap(err)
 	}
-	principals, err := s.downward(ctx, tenant, q.KnownAt, window, pt)
+	principals, err := downward(ctx, conn, tenant, q.KnownAt, window, pt)
 	if err != nil {
 		return wrap(err)
 	}

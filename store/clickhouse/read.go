@@ -66,7 +66,11 @@ func (s *Store) Decisions(ctx context.Context, q store.DecisionQuery, fn func(st
 	defer cancel()
 	// Sorting a large answer spills to disk rather than failing on the server's memory limit.
 	ctx = ch.Context(ctx, ch.WithSettings(ch.Settings{"max_bytes_before_external_sort": externalSortBytes}))
-	rows, err := s.conn.Query(ctx, sql.String(), args...)
+	conn, err := s.reader(ctx)
+	if err != nil {
+		return err
+	}
+	rows, err := conn.Query(ctx, sql.String(), args...)
 	if err != nil {
 		return fmt.Errorf("clickhouse: decisions: %w", err)
 	}
@@ -109,7 +113,11 @@ func (s *Store) Usage(ctx context.Context, q store.DecisionQuery) ([]store.Use, 
 	sql.WriteString(qUsage)
 	args := where(&sql, []any{tenantName(q.Tenant)}, q)
 	sql.WriteString(qUsageGroup)
-	rows, err := s.conn.Query(ctx, sql.String(), args...)
+	conn, err := s.reader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := conn.Query(ctx, sql.String(), args...)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: usage: %w", err)
 	}
@@ -135,7 +143,11 @@ func (s *Store) Usage(ctx context.Context, q store.DecisionQuery) ([]store.Use, 
 // sorted by event time (stably, so answers at the same instant stay in log order).
 func (s *Store) Approval(ctx context.Context, tenant, request string) (store.Approval, error) {
 	tenant = tenantName(tenant)
-	rows, err := s.conn.Query(ctx, qApproval, tenant, request)
+	conn, err := s.reader(ctx)
+	if err != nil {
+		return store.Approval{}, err
+	}
+	rows, err := conn.Query(ctx, qApproval, tenant, request)
 	if err != nil {
 		return store.Approval{}, fmt.Errorf("clickhouse: approval %q: %w", request, err)
 	}
@@ -174,7 +186,11 @@ func (s *Store) Approval(ctx context.Context, tenant, request string) (store.App
 
 // Tenants implements store.Reader.
 func (s *Store) Tenants(ctx context.Context) ([]string, error) {
-	rows, err := s.conn.Query(ctx, qTenants)
+	conn, err := s.reader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := conn.Query(ctx, qTenants)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: tenants: %w", err)
 	}

@@ -184,3 +184,14 @@ ORDER BY (tenant, kind, ref, resource, id, key, version);
 -- access_map: what readers and the projector use; it spreads rows over the shards by cityHash64(tenant, kind, id).
 CREATE TABLE IF NOT EXISTS whocould.access_map ON CLUSTER whocould AS whocould.access_map_local
 ENGINE = Distributed(whocould, whocould, access_map_local, cityHash64(tenant, kind, id));
+
+-- 0006_generation.sql
+-- Which database holds the store's tables (generation.go): the configured database itself
+-- until a rebuild replays the log into a fresh one and records it here. The highest version
+-- wins. Every server holds the whole table.
+CREATE TABLE IF NOT EXISTS whocould.store_generation ON CLUSTER whocould (
+    version  UInt64,
+    database String,
+    switched DateTime('UTC')
+) ENGINE = ReplicatedMergeTree('/clickhouse/tables/all/whocould/store_generation', '{replica}')
+ORDER BY version;

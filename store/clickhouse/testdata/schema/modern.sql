@@ -158,3 +158,14 @@ CREATE TABLE IF NOT EXISTS access_map (
     present     UInt8
 ) ENGINE = MergeTree
 ORDER BY (tenant, kind, ref, resource, id, key, version);
+
+-- 0006_generation.sql
+-- Which database holds the store's tables (generation.go): the configured database itself
+-- until a rebuild replays the log into a fresh one and records it here. The highest version
+-- wins. Every server holds the whole table.
+CREATE TABLE IF NOT EXISTS store_generation (
+    version  UInt64,
+    database String,
+    switched DateTime('UTC')
+) ENGINE = MergeTree
+ORDER BY version;
