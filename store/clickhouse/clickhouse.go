@@ -282,7 +282,9 @@ func (s *Store) Close() error {
 
 type checkpoint struct{ version, position, written uint64 }
 
-func (s *Store) readCheckpoint(ctx context.Context) (checkpoint, error) { return readCheckpoint(ctx, s.conn) }
+func (s *Store) readCheckpoint(ctx context.Context) (checkpoint, error) {
+	return readCheckpoint(ctx, s.conn)
+}
 
 func readCheckpoint(ctx context.Context, conn driver.Conn) (checkpoint, error) {
 	var ck checkpoint
