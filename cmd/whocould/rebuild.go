@@ -11,21 +11,98 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/whocould/whocould/projector"
+	"github.com/whocould/whocould/store/clickhouse"
 	"github.com/whocould/whocould/store/embedded"
 )
 
 func newRebuild(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var (
+		storeFlag string
+		grace     time.Duration
+	)
+	cmd := &cobra.Command{
 		Use:   "rebuild",
 		Short: "Replay the whole event log into a fresh store and swap it in",
 		Long: `Rebuild replays the event log from its first event into a fresh store beside the current one,
 then swaps it in. The current store keeps serving until the swap; a rebuild cut short leaves
-the current store as it was.`,
+the current store as it was.
+
+With --store clickhouse://..., the fresh store is a new database beside the live one (DB_gN);
+the swap is one insert into the catalog database, atomic for every process reading the store
+(each question is asked wholly on the old store or wholly on the new). The old database is
+dropped --grace after the swap, once the questions asked on it are done. A projector still
+writing into the old one goes on from the new one's checkpoint.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("store") {
+				sc, err := parseStoreFlag(storeFlag)
+				if err != nil {
+					return err
+				}
+				sc.defaults()
+				sc.applyEnv(os.Getenv)
+				if sc.isClickHouse() {
+					return runRebuildClickHouse(cmd.Context(), g, sc, grace, cmd.OutOrStdout())
+				}
+			}
 			return runRebuild(cmd.Context(), g, cmd.OutOrStdout())
 		},
 	}
+	addStoreFlag(cmd, &storeFlag)
+	cmd.Flags().DurationVar(&grace, "grace", 30*time.Second, "with ClickHouse: how long the old store stays after the swap, for the questions asked on it")
+	return cmd
+}
+
+// runRebuildClickHouse rebuilds a ClickHouse store into a new generation and swaps it in.
+func runRebuildClickHouse(ctx context.Context, g *globals, sc storeConfig, grace time.Duration, stdout io.Writer) error {
+	s, err := openStack(ctx, g.dataDir, g.logger, stackOptions{noStore: true})
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	start := time.Now()
+	cfg := *sc.ClickHouse
+	cfg.Logger = g.logger
+	live, err := clickhouse.Open(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("rebuild: %w", err)
+	}
+	defer live.Close()
+	fresh, err := live.NewGeneration(ctx)
+	if err != nil {
+		return fmt.Errorf("rebuild: %w", err)
+	}
+	defer fresh.Close()
+	prog := newProgress()
+	prog.set("rebuilding into " + fresh.Database())
+	p := projector.New(s.log, fresh, rejects{s.dead}, projector.Config{Logger: g.logger, Progress: func(done, last uint64) {
+		prog.update(int64(done), int64(last), "events")
+	}})
+	n, err := p.CatchUp(ctx)
+	prog.done()
+	if err != nil {
+		return fmt.Errorf("rebuild: %w (the live store %s is unchanged)", err, live.Database())
+	}
+	if err := fresh.Checkpoint(ctx); err != nil {
+		return fmt.Errorf("rebuild: %w", err)
+	}
+	old, err := live.Promote(ctx, fresh)
+	if err != nil {
+		return fmt.Errorf("rebuild: %w", err)
+	}
+	took := time.Since(start)
+	fmt.Fprintf(stdout, "rebuilt the store from %d events (log position %d) into %s in %s (%.0f events/s); it replaces %s\n",
+		n, p.Position(), fresh.Database(), took.Round(time.Millisecond), float64(n)/max(took.Seconds(), 1e-3), old)
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(grace):
+	}
+	if err := live.DropGeneration(ctx, old); err != nil {
+		return fmt.Errorf("rebuild: the new store is live, but dropping the old one failed: %w", err)
+	}
+	fmt.Fprintf(stdout, "dropped the old store %s\n", old)
+	return nil
 }
 
 func runRebuild(ctx context.Context, g *globals, stdout io.Writer) error {

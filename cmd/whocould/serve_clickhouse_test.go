@@ -15,8 +15,10 @@ import (
 
 	chgo "github.com/ClickHouse/clickhouse-go/v2"
 
+	"github.com/whocould/whocould/access"
 	"github.com/whocould/whocould/event"
 	"github.com/whocould/whocould/internal/chtest"
+	"github.com/whocould/whocould/store/clickhouse"
 )
 
 // End-to-end tests of serve and the demo on ClickHouse (the server of internal/chtest: they
@@ -328,4 +330,53 @@ func lineDiff(got, want string) string {
 		}
 	}
 	return b.String()
+}
+
+// TestRebuildClickHouse: rebuild replays the demo's log into a new database beside the live
+// one, swaps it in and drops the old; the store answers as before.
+func TestRebuildClickHouse(t *testing.T) {
+	addr, db := chtest.Addr(t), chtest.Database(t)
+	dir := filepath.Join(t.TempDir(), "demo")
+	storeURL := "clickhouse://" + addr + "/" + db
+	if r := runIn(t, dir, nil, "demo", "--serve=false", "--store", storeURL); r.code != 0 {
+		t.Fatalf("demo on ClickHouse: %s", r)
+	}
+	ctx := context.Background()
+	answers := func() string {
+		st, err := clickhouse.Open(ctx, clickhouse.Config{Addr: addr, Database: db})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		var b strings.Builder
+		for _, p := range []string{"user:lena.baker", "user:omar.haddad", "user:ivy.chen"} {
+			h, err := st.History(ctx, access.Query{Principal: p, From: time.Unix(0, 0), To: time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&b, "%s: %d intervals %v\n", p, len(h.Intervals), h.Intervals)
+		}
+		return b.String()
+	}
+	before := answers()
+	events := chCount(t, addr, "SELECT count() FROM "+db+".events")
+	r := runIn(t, dir, nil, "rebuild", "--store", storeURL, "--grace", "0s")
+	if r.code != 0 {
+		t.Fatalf("rebuild: %s", r)
+	}
+	for _, want := range []string{"into " + db + "_g1 ", "it replaces " + db, "dropped the old store " + db} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("rebuild output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	t.Cleanup(func() { chExec(t, addr, "DROP DATABASE IF EXISTS "+db+"_g1") })
+	if n := chCount(t, addr, "SELECT count() FROM "+db+"_g1.events"); n != events {
+		t.Errorf("the rebuilt store holds %d events, the old one %d", n, events)
+	}
+	if n := chCount(t, addr, "SELECT count() FROM system.tables WHERE database = ? AND name = 'events'", db); n != 0 {
+		t.Errorf("the old store's tables are still there")
+	}
+	if after := answers(); after != before || !strings.Contains(before, "intervals [{") {
+		t.Errorf("answers after the rebuild:\n%s\nbefore:\n%s", after, before)
+	}
 }

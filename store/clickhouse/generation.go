@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -164,28 +166,37 @@ func (s *Store) DropGeneration(ctx context.Context, db string) error {
 	if db != s.cfg.Database {
 		return s.dropDatabase(ctx, db)
 	}
-	rows, err := s.catalog.Query(ctx, `SELECT name FROM system.tables WHERE database = ? AND name NOT IN ('store_generation', 'schema_migrations')
-ORDER BY engine = 'MaterializedView' DESC, name`, db)
+	// The catalog itself: the tables and views its migrations made, but the catalog's own.
+	ms, err := loadMigrationsFor(migrationFiles, "migrations", s.cfg.schema())
 	if err != nil {
-		return fmt.Errorf("clickhouse: drop generation %s: %w", db, err)
+		return fmt.Errorf("clickhouse: %w", err)
 	}
-	var names []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			rows.Close()
-			return err
+	var views, tables []string
+	for _, m := range ms {
+		for _, stmt := range m.stmts {
+			x := createdObject.FindStringSubmatch(stmt)
+			switch {
+			case x == nil || strings.HasSuffix(x[2], "store_generation"):
+			case x[1] == "MATERIALIZED VIEW":
+				views = append(views, x[2])
+			default:
+				tables = append(tables, x[2])
+			}
 		}
-		names = append(names, n)
 	}
-	rows.Close()
-	for _, n := range names {
-		if err := s.catalog.Exec(ctx, "DROP TABLE IF EXISTS "+db+"."+n+s.onCluster()); err != nil {
+	for _, n := range append(views, tables...) { // a view before the tables it reads
+		if !strings.Contains(n, ".") {
+			n = db + "." + n
+		}
+		if err := s.catalog.Exec(ctx, "DROP TABLE IF EXISTS "+n+s.onCluster()); err != nil {
 			return fmt.Errorf("clickhouse: drop generation %s: %w", db, err)
 		}
 	}
 	return nil
 }
+
+// createdObject finds what a migration's statement creates.
+var createdObject = regexp.MustCompile(`CREATE (TABLE|MATERIALIZED VIEW) IF NOT EXISTS (\S+)`)
 
 func (s *Store) onCluster() string {
 	if s.cfg.Cluster == "" {
