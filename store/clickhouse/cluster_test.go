@@ -62,7 +62,7 @@ func TestClusterConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store {
 		cluster, db := clusterDatabase(t)
 		return openCluster(t, cluster, db)
-	}, storetest.Capabilities{NoPermissionMap: "the ClickHouse store has no effective-access intervals yet"})
+	}, storetest.Capabilities{})
 }
 
 // On the cluster: the rows spread over the shards and reach every replica, the answers are
@@ -143,4 +143,61 @@ type replicaError struct{ state string }
 
 func (e *replicaError) Error() string {
 	return "replicas not in step after a minute:\n" + strings.TrimSpace(e.state)
+}
+
+// The permission map on the cluster: a crash before the checkpoint and a replay in other
+// stretches, then a rebuild into a new generation; the map is the embedded store's throughout.
+func TestClusterMap(t *testing.T) {
+	cluster, db := clusterDatabase(t)
+	ctx := context.Background()
+	recs := mapHistory(9)
+	want := mapDigest(t, reference(t, recs), recs, true)
+	s := openCluster(t, cluster, db)
+	n := len(recs)
+	if err := s.Apply(ctx, recs[:n/3]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(ctx, recs[n/3:2*n/3]); err != nil {
+		t.Fatal(err)
+	}
+	s.Close() // killed
+	s = openCluster(t, cluster, db)
+	defer s.Close()
+	for _, part := range [][]event.Record{recs[n/3 : n/2], recs[n/2:]} {
+		if err := s.Apply(ctx, part); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := mapDigest(t, s, recs, true); got != want {
+		t.Fatal("the map on the cluster after a crash and the replay differs from the embedded store's")
+	}
+
+	g, err := s.NewGeneration(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { exec(t, "", "DROP DATABASE IF EXISTS "+db+"_g1 ON CLUSTER "+cluster) })
+	if err := g.Apply(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	old, err := s.Promote(ctx, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Close()
+	if err := s.DropGeneration(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if got := mapDigest(t, s, recs, true); got != want {
+		t.Fatal("the map on the cluster after a rebuild differs from the embedded store's")
+	}
 }

@@ -54,32 +54,33 @@ func actionPatterns(action string) []string {
 	return out
 }
 
-// filter is a WHERE condition and its arguments.
+// filter is a WHERE condition and its arguments; none says it selects nothing (an empty IN
+// list), so that its query need not be asked.
 type filter struct {
 	sql  string
 	args []any
+	none bool
 }
 
 func kindIs(k uint8) filter { return filter{sql: fmt.Sprintf("kind = %d", k)} }
 
 func holdingAt(t time.Time) filter {
 	us := event.Micros(t)
-	return filter{"from_us <= ? AND to_us > ?", []any{us, us}}
+	return filter{sql: "from_us <= ? AND to_us > ?", args: []any{us, us}}
 }
 
 func overlapping(from, to time.Time) filter {
-	return filter{"from_us < ? AND to_us > ?", []any{event.Micros(to), event.Micros(from)}}
+	return filter{sql: "from_us < ? AND to_us > ?", args: []any{event.Micros(to), event.Micros(from)}}
 }
 
 // in selects the rows whose column is one of vals (none: no row).
 func in(column string, vals []string) filter {
 	if len(vals) == 0 {
-		return filter{sql: "0"}
+		return filter{sql: "0", none: true}
 	}
 	return filter{sql: column + " IN (" + inList(vals) + ")"}
 }
 
-func idIs(id string) filter { return filter{"id = ?", []any{id}} }
 
 // and joins filters.
 func and(fs ...filter) filter {
@@ -91,18 +92,18 @@ func and(fs ...filter) filter {
 		}
 		parts = append(parts, "("+f.sql+")")
 		out.args = append(out.args, f.args...)
+		out.none = out.none || f.none
 	}
 	out.sql = strings.Join(parts, " AND ")
 	return out
 }
 
-func or(a, b filter) filter {
-	return filter{"(" + a.sql + ") OR (" + b.sql + ")", append(slices.Clone(a.args), b.args...)}
-}
-
 // fetch reads the rows f selects, as known at knownAt, into pt, and returns the ids and refs it
 // read (each sorted, unique).
 func fetch(ctx context.Context, conn driver.Conn, tenant string, knownAt *time.Time, f filter, pt *spans.Parts) (ids, refs []string, err error) {
+	if f.none {
+		return nil, nil, nil
+	}
 	args := append([]any{tenant}, f.args...)
 	known := ""
 	if knownAt != nil {
@@ -122,6 +123,10 @@ func fetch(ctx context.Context, conn driver.Conn, tenant string, knownAt *time.T
 			return nil, nil, err
 		}
 		ids, refs = append(ids, r.id), append(refs, r.ref)
+		switch r.kind {
+		case kindChainOf, kindGrantOf, kindTailOf:
+			r.kind -= mirror
+		}
 		switch r.kind {
 		case kindStatus:
 			pt.Status[r.id] = append(pt.Status[r.id], graph.StatusSpan{From: r.from, To: r.to, Status: r.status})
@@ -195,7 +200,7 @@ func gives(action, resource string) func(string, string) bool {
 // every principal found, all within f (a time filter); and returns those principals.
 func downward(ctx context.Context, conn driver.Conn, tenant string, knownAt *time.Time, f filter, pt *spans.Parts) ([]string, error) {
 	groups, principals := subjects(pt)
-	if _, _, err := fetch(ctx, conn, tenant, knownAt, and(kindIs(kindChain), f, in("ref", groups)), pt); err != nil {
+	if _, _, err := fetch(ctx, conn, tenant, knownAt, and(kindIs(kindChain), f, in("lookup", groups)), pt); err != nil {
 		return nil, err
 	}
 	for p := range pt.Chains {
@@ -203,7 +208,7 @@ func downward(ctx context.Context, conn driver.Conn, tenant string, knownAt *tim
 	}
 	slices.Sort(principals)
 	principals = slices.Compact(principals)
-	if _, _, err := fetch(ctx, conn, tenant, knownAt, and(kindIs(kindStatus), f, in("id", principals)), pt); err != nil {
+	if _, _, err := fetch(ctx, conn, tenant, knownAt, and(kindIs(kindStatus), f, in("lookup", principals)), pt); err != nil {
 		return nil, err
 	}
 	return principals, nil
@@ -224,12 +229,12 @@ func (s *Store) WhoCould(ctx context.Context, q access.Query) (access.WhoCould, 
 	pt := spans.NewParts()
 	at := holdingAt(q.At)
 	patterns := actionPatterns(q.Action)
-	roles, _, err := fetch(ctx, conn, tenant, q.KnownAt, and(kindIs(kindTail), at, in("ref", patterns)), pt)
+	roles, _, err := fetch(ctx, conn, tenant, q.KnownAt, and(kindIs(kindTail), at, in("lookup", patterns)), pt)
 	if err != nil {
 		return wrap(err)
 	}
-	grants := and(kindIs(kindGrant), at, in("resource", event.Ancestors(q.Resource)),
-		or(and(filter{sql: "is_role = 1"}, in("ref", roles)), and(filter{sql: "is_role = 0"}, in("ref", patterns))))
+	// Role names and action patterns never meet (role:x, a.b.c), so one IN list serves both.
+	grants := and(kindIs(kindGrant), at, in("scope", event.Ancestors(q.Resource)), in("lookup", append(roles, patterns...)))
 	if _, _, err := fetch(ctx, conn, tenant, q.KnownAt, grants, pt); err != nil {
 		return wrap(err)
 	}
@@ -251,15 +256,16 @@ func (s *Store) WhoCould(ctx context.Context, q access.Query) (access.WhoCould, 
 // set) of it and of the chains' groups, and the tails (giving action, when set) of their roles.
 // It reports whether any status or chain names the principal.
 func upward(ctx context.Context, conn driver.Conn, tenant, principal, action string, knownAt *time.Time, f, more filter, pt *spans.Parts) (bool, error) {
-	if _, _, err := fetch(ctx, conn, tenant, knownAt, and(idIs(principal), f, filter{sql: fmt.Sprintf("kind IN (%d, %d)", kindStatus, kindChain)}), pt); err != nil {
+	statusAndChains := filter{sql: fmt.Sprintf("kind IN (%d, %d) AND lookup = ?", kindStatus, kindChainOf), args: []any{principal}}
+	if _, _, err := fetch(ctx, conn, tenant, knownAt, and(statusAndChains, f), pt); err != nil {
 		return false, err
 	}
 	known := len(pt.Status[principal]) > 0 || len(pt.Chains[principal]) > 0
 	subjects := append(chainGroups(pt, principal), principal)
-	if _, _, err := fetch(ctx, conn, tenant, knownAt, and(kindIs(kindGrant), f, in("id", subjects), more), pt); err != nil {
+	if _, _, err := fetch(ctx, conn, tenant, knownAt, and(kindIs(kindGrantOf), f, in("lookup", subjects), more), pt); err != nil {
 		return false, err
 	}
-	tails := and(kindIs(kindTail), f, in("id", grantedRoles(pt)))
+	tails := and(kindIs(kindTailOf), f, in("lookup", grantedRoles(pt)))
 	if action != "" {
 		tails = and(tails, in("ref", actionPatterns(action)))
 	}
@@ -291,7 +297,7 @@ func (s *Store) Explain(ctx context.Context, q access.Query) (access.Explain, er
 	}
 	pt := spans.NewParts()
 	onResource := and(in("resource", event.Ancestors(q.Resource)),
-		or(filter{sql: "is_role = 1"}, in("ref", actionPatterns(q.Action))))
+		filter{sql: "is_role = 1 OR ref IN (" + inList(actionPatterns(q.Action)) + ")"})
 	known, err := upward(ctx, conn, tenantName(q.Tenant), q.Principal, q.Action, q.KnownAt, filter{}, onResource, pt)
 	if err != nil {
 		return access.Explain{}, fmt.Errorf("clickhouse: explain %s %s on %s: %w", q.Principal, q.Action, q.Resource, err)
@@ -321,10 +327,10 @@ func (s *Store) History(ctx context.Context, q access.Query) (access.History, er
 		}
 		return spans.History(q, []spans.Principal{pt.Principal(q.Principal, nil)}), ctx.Err()
 	}
-	if _, _, err := fetch(ctx, conn, tenant, q.KnownAt, and(kindIs(kindGrant), window, in("resource", event.Ancestors(q.Resource))), pt); err != nil {
+	if _, _, err := fetch(ctx, conn, tenant, q.KnownAt, and(kindIs(kindGrant), window, in("scope", event.Ancestors(q.Resource))), pt); err != nil {
 		return wrap(err)
 	}
-	if _, _, err := fetch(ctx, conn, tenant, q.KnownAt, and(kindIs(kindTail), window, in("id", grantedRoles(pt))), pt); err != nil {
+	if _, _, err := fetch(ctx, conn, tenant, q.KnownAt, and(kindIs(kindTailOf), window, in("lookup", grantedRoles(pt))), pt); err != nil {
 		return wrap(err)
 	}
 	principals, err := downward(ctx, conn, tenant, q.KnownAt, window, pt)

@@ -145,6 +145,8 @@ func (m *mapState) group(recs []event.Record, rec int64, out *[]mapRow) {
 type mapRow struct {
 	tenant   string
 	kind     uint8
+	scope    string
+	lookup   string
 	ref      string
 	resource string
 	id       string
@@ -161,31 +163,37 @@ type mapRow struct {
 	present  uint8
 }
 
-// Kinds of access_map rows.
+// Kinds of access_map rows (see the migration): each part, and the parts found by a second
+// lookup again, as their mirror.
 const (
-	kindStatus = 1
-	kindChain  = 2
-	kindGrant  = 3
-	kindTail   = 4
+	kindStatus          = 1
+	kindChain           = 2 // by last group
+	kindGrant           = 3 // by role or action
+	kindTail            = 4 // by permission
+	kindChainOf         = 5 // by principal
+	kindGrantOf         = 6 // by subject
+	kindTailOf          = 7 // by role
+	mirror        uint8 = kindChainOf - kindChain
 )
 
-const mapColumns = "tenant, kind, ref, resource, id, key, from_us, to_us, path, status, is_role, expires_us, end_reason, " +
+const mapColumns = "tenant, kind, scope, lookup, ref, resource, id, key, from_us, to_us, path, status, is_role, expires_us, end_reason, " +
 	"known_us, version, seq, present"
 
 func mapCols(rows []mapRow) []any {
 	n := len(rows)
 	tenant, kind, ref, resource, id := make([]string, n), make([]uint8, n), make([]string, n), make([]string, n), make([]string, n)
+	lookup, scope := make([]string, n), make([]string, n)
 	key, from, to, path, status := make([]uint64, n), make([]int64, n), make([]int64, n), make([][]string, n), make([]string, n)
 	isRole, expires, end := make([]uint8, n), make([]int64, n), make([]uint8, n)
 	known, version, seq, present := make([]int64, n), make([]uint64, n), make([]uint32, n), make([]uint8, n)
 	for i := range rows {
 		r := &rows[i]
-		tenant[i], kind[i], ref[i], resource[i], id[i] = r.tenant, r.kind, r.ref, r.resource, r.id
+		tenant[i], kind[i], scope[i], lookup[i], ref[i], resource[i], id[i] = r.tenant, r.kind, r.scope, r.lookup, r.ref, r.resource, r.id
 		key[i], from[i], to[i], path[i], status[i] = r.key, r.from, r.to, nonNil(r.path), r.status
 		isRole[i], expires[i], end[i] = r.isRole, r.expires, r.end
 		known[i], version[i], seq[i], present[i] = r.known, r.version, r.seq, r.present
 	}
-	return []any{tenant, kind, ref, resource, id, key, from, to, path, status, isRole, expires, end, known, version, seq, present}
+	return []any{tenant, kind, scope, lookup, ref, resource, id, key, from, to, path, status, isRole, expires, end, known, version, seq, present}
 }
 
 func nonNil(s []string) []string {
@@ -201,7 +209,7 @@ func exportPart(g *graph.Graph, k partKey, knownAt *time.Time) []mapRow {
 	switch k.kind {
 	case kindStatus:
 		for _, s := range g.StatusSpans(k.id, knownAt) {
-			rows = append(rows, mapRow{from: s.From, to: s.To, status: s.Status})
+			rows = append(rows, mapRow{from: s.From, to: s.To, status: s.Status, ref: k.id})
 		}
 	case kindChain:
 		for _, c := range g.Chains(k.id, knownAt) {
@@ -221,8 +229,21 @@ func exportPart(g *graph.Graph, k partKey, knownAt *time.Time) []mapRow {
 			rows = append(rows, mapRow{from: t.From, to: t.To, path: t.Roles, ref: t.Permission})
 		}
 	}
+	n := len(rows)
+	for i := range n {
+		r := &rows[i]
+		r.tenant, r.kind, r.id = k.tenant, k.kind, k.id
+		r.lookup = r.ref
+		if k.kind == kindGrant {
+			r.scope = r.resource
+		}
+		if k.kind != kindStatus { // found by id too: a mirror
+			m := *r
+			m.kind, m.scope, m.lookup = k.kind+mirror, "", k.id
+			rows = append(rows, m)
+		}
+	}
 	for i := range rows {
-		rows[i].tenant, rows[i].kind, rows[i].id = k.tenant, k.kind, k.id
 		rows[i].key = rows[i].hash()
 	}
 	return rows
@@ -244,6 +265,8 @@ func (r *mapRow) hash() uint64 {
 	num(r.from)
 	num(r.to)
 	num(r.expires)
+	str(r.scope)
+	str(r.lookup)
 	str(r.ref)
 	str(r.resource)
 	str(r.status)

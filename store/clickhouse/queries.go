@@ -51,6 +51,6 @@ ORDER BY position`
 	qMap = `SELECT kind, id, ref, resource, from_us, to_us, any(path), any(status), any(is_role), any(expires_us), any(end_reason)
 FROM access_map
 WHERE tenant = ? AND %s%s
-GROUP BY kind, id, key, ref, resource, from_us, to_us
+GROUP BY kind, scope, lookup, id, key, ref, resource, from_us, to_us
 HAVING argMax(present, version) = 1`
 )

@@ -1,34 +1,44 @@
--- The permission map: for every principal, its status over time, the paths it held and when
--- (whatever its status), and when an entitlement had more paths than an answer lists (see
--- graph.Export and mapwrite.go). Bitemporal: each row is a change of what the map holds, made by
--- the records recorded at known_us, up to log position version: present 1 adds the row from
--- then on, present 0 takes it away. The map as known at K is, for each (principal, key), the
--- row of the highest version with known_us <= K, when that row is present.
--- Ordered for who-could (a few resources and action patterns at a time) and for the status
--- of the principals it finds (kind 1, resource and action empty, by principal).
+-- The permission map, by its parts (graph/relexport.go), which the questions join (mapread.go).
+-- Each part is found by lookup, so each part asked for by two keys is written twice:
+--   kind 1, a principal's status:      lookup and id the principal, status;
+--   kind 2, a membership chain:        lookup its last group, id the principal, path the groups
+--                                      from it outwards, ref the last;
+--   kind 5, the same chain:            lookup the principal;
+--   kind 3, a grant's interval:        scope its resource, lookup and ref its role (is_role 1)
+--                                      or action, id the subject, expires_us, end_reason;
+--   kind 6, the same interval:         lookup the subject (and scope empty);
+--   kind 4, a role's tail:             lookup and ref the permission the chain's last role
+--                                      holds, id the role, path the inclusion chain from it;
+--   kind 7, the same tail:             lookup the role;
+-- each holding over [from_us, to_us).
+-- Bitemporal: each row is a change of what the map holds, made by the records recorded at
+-- known_us, up to log position version: present 1 adds the row from then on, present 0 takes it
+-- away. The map as known at K is, for each (kind, id, key), the row of the highest version with
+-- known_us <= K, when that row is present (mapwrite.go).
 CREATE TABLE IF NOT EXISTS whocould.access_map_local ON CLUSTER whocould (
-    tenant           LowCardinality(String),
-    kind             UInt8,        -- 0: a path, 1: a status, 2: an entitlement with paths left out
-    resource         String,       -- the grant's resource ('' for a status)
-    action           LowCardinality(String), -- the permission, an action pattern ('' for a status)
-    principal        String,
-    key              UInt64,       -- a hash of the row's content: what identifies it over versions
-    from_us          Int64,        -- the row holds over [from_us, to_us), Unix microseconds
-    to_us            Int64,        -- 9223372036854775807: has not ended
-    status           LowCardinality(String), -- kind 1: active, disabled or deleted
-    groups           Array(String), -- kind 0: the membership chain from the principal outwards
-    grant_subject    String,
-    grant_role       String,
-    grant_action     String,
-    grant_expires_us Int64,        -- 0: none
-    roles            Array(String), -- the inclusion chain from the granted role
-    known_us         Int64 CODEC(Delta, ZSTD), -- recorded time of the records that made the change
-    version          UInt64 CODEC(Delta, ZSTD), -- log position of the last of them
-    seq              UInt32,       -- the row's place among the changes of its version
-    present          UInt8
+    tenant      LowCardinality(String),
+    kind        UInt8,
+    scope       String,         -- kind 3: the grant's resource; else empty
+    lookup      String,
+    id          String,
+    key         UInt64,         -- a hash of the row's content: what identifies it over versions
+    ref         String,
+    resource    String,
+    from_us     Int64,          -- the row holds over [from_us, to_us), Unix microseconds
+    to_us       Int64,          -- 9223372036854775807: has not ended
+    path        Array(String),
+    status      LowCardinality(String),
+    is_role     UInt8,
+    expires_us  Int64,          -- 0: none
+    end_reason  UInt8,          -- graph.End
+    known_us    Int64 CODEC(Delta, ZSTD), -- recorded time of the records that made the change
+    version     UInt64 CODEC(Delta, ZSTD), -- log position of the last of them
+    seq         UInt32,         -- the row's place among the changes of its version
+    present     UInt8
 ) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/whocould/access_map_local', '{replica}')
-ORDER BY (tenant, kind, resource, action, principal, key, version);
+ORDER BY (tenant, kind, scope, lookup, id, key, version)
+SETTINGS index_granularity = 1024;
 
--- access_map: what readers and the projector use; it spreads rows over the shards by cityHash64(tenant, principal).
+-- access_map: what readers and the projector use; it spreads rows over the shards by cityHash64(tenant, kind, id).
 CREATE TABLE IF NOT EXISTS whocould.access_map ON CLUSTER whocould AS whocould.access_map_local
-ENGINE = Distributed(whocould, whocould, access_map_local, cityHash64(tenant, principal));
+ENGINE = Distributed(whocould, whocould, access_map_local, cityHash64(tenant, kind, id));
