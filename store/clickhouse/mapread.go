@@ -81,7 +81,6 @@ func in(column string, vals []string) filter {
 	return filter{sql: column + " IN (" + inList(vals) + ")"}
 }
 
-
 // and joins filters.
 func and(fs ...filter) filter {
 	var out filter

@@ -166,14 +166,14 @@ type mapRow struct {
 // Kinds of access_map rows (see the migration): each part, and the parts found by a second
 // lookup again, as their mirror.
 const (
-	kindStatus          = 1
-	kindChain           = 2 // by last group
-	kindGrant           = 3 // by role or action
-	kindTail            = 4 // by permission
-	kindChainOf         = 5 // by principal
-	kindGrantOf         = 6 // by subject
-	kindTailOf          = 7 // by role
-	mirror        uint8 = kindChainOf - kindChain
+	kindStatus        = 1
+	kindChain         = 2 // by last group
+	kindGrant         = 3 // by role or action
+	kindTail          = 4 // by permission
+	kindChainOf       = 5 // by principal
+	kindGrantOf       = 6 // by subject
+	kindTailOf        = 7 // by role
+	mirror      uint8 = kindChainOf - kindChain
 )
 
 const mapColumns = "tenant, kind, scope, lookup, ref, resource, id, key, from_us, to_us, path, status, is_role, expires_us, end_reason, " +
