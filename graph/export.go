@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"time"
@@ -151,13 +152,13 @@ func (g *Graph) Export(principal string, knownAt *time.Time) Export {
 	close(forever)
 	slices.SortFunc(ex.Paths, comparePathSpans)
 	slices.SortFunc(ex.Truncated, func(x, y TruncatedSpan) int {
-		if c := cmpInt(x.From, y.From); c != 0 {
+		if c := cmp.Compare(x.From, y.From); c != 0 {
 			return c
 		}
 		if x.Action != y.Action {
-			return cmpStr(x.Action, y.Action)
+			return cmp.Compare(x.Action, y.Action)
 		}
-		return cmpStr(x.Resource, y.Resource)
+		return cmp.Compare(x.Resource, y.Resource)
 	})
 	return ex
 }
@@ -175,38 +176,18 @@ func joinNames(ns []string) string {
 	return string(b)
 }
 
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func cmpStr(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 func comparePathSpans(x, y PathSpan) int {
-	if c := cmpInt(x.From, y.From); c != 0 {
+	if c := cmp.Compare(x.From, y.From); c != 0 {
 		return c
 	}
-	if c := cmpStr(x.Action, y.Action); c != 0 {
+	if c := cmp.Compare(x.Action, y.Action); c != 0 {
 		return c
 	}
-	if c := cmpStr(x.Resource, y.Resource); c != 0 {
+	if c := cmp.Compare(x.Resource, y.Resource); c != 0 {
 		return c
 	}
 	if c := access.ComparePaths(x.Path, y.Path); c != 0 {
 		return c
 	}
-	return cmpInt(x.To, y.To)
+	return cmp.Compare(x.To, y.To)
 }

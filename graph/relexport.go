@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"time"
@@ -62,7 +63,7 @@ func intersect(a []span, ivs []interval) []span {
 			}
 		}
 	}
-	slices.SortFunc(out, func(x, y span) int { return cmpInt(x.from, y.from) })
+	slices.SortFunc(out, func(x, y span) int { return cmp.Compare(x.from, y.from) })
 	// Merge what touches: a relation removed and added again at one instant holds throughout.
 	merged := out[:0]
 	for _, s := range out {
@@ -280,7 +281,7 @@ func (g *Graph) ApplyChanges(rs []event.Record) Changes {
 	}
 	slices.SortFunc(ch.Grants, func(a, b GrantKey) int {
 		for _, c := range [][2]string{{a.Subject, b.Subject}, {a.Role, b.Role}, {a.Action, b.Action}, {a.Resource, b.Resource}} {
-			if c := cmpStr(c[0], c[1]); c != 0 {
+			if c := cmp.Compare(c[0], c[1]); c != 0 {
 				return c
 			}
 		}

@@ -1,13 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,61 +20,6 @@ import (
 // End-to-end tests of serve and the demo on ClickHouse (the server of internal/chtest: they
 // skip without one, and fail under CI=true). Each test has a database of its own.
 
-// startServeWith is startServe with more arguments on serve's command line.
-func startServeWith(t testing.TB, dataDir, config string, args ...string) *serveProc {
-	t.Helper()
-	cfgPath := filepath.Join(t.TempDir(), "whocould.yaml")
-	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p := &serveProc{exited: make(chan struct{})}
-	p.cmd = exec.Command(bin, append([]string{"serve", "--config", cfgPath, "--data-dir", dataDir}, args...)...)
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ready := make(chan map[string]any, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			p.mu.Lock()
-			p.stderr.WriteString(line + "\n")
-			p.mu.Unlock()
-			var m map[string]any
-			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "whocould serving" {
-				ready <- m
-			}
-		}
-		io.Copy(io.Discard, stderr)
-		p.exitErr = p.cmd.Wait()
-		close(p.exited)
-	}()
-	select {
-	case m := <-ready:
-		p.api, _ = m["api"].(string)
-		p.nats, _ = m["nats"].(string)
-	case <-p.exited:
-		t.Fatalf("serve exited before serving: %v\n%s", p.exitErr, p.log())
-	case <-time.After(60 * time.Second):
-		p.cmd.Process.Kill()
-		t.Fatalf("serve not ready after 60s:\n%s", p.log())
-	}
-	b, err := os.ReadFile(filepath.Join(dataDir, "admin-token"))
-	if err != nil {
-		t.Fatalf("admin token: %v", err)
-	}
-	p.token = strings.TrimSpace(string(b))
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.exited
-	})
-	return p
-}
 
 // waitMetric waits (30 s at most) until the metric name reaches at least want.
 func waitMetric(t testing.TB, p *serveProc, name string, want float64) {

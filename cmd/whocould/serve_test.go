@@ -58,12 +58,18 @@ func (p *serveProc) log() string {
 // system) and waits until it answers.
 func startServe(t testing.TB, dataDir, config string) *serveProc {
 	t.Helper()
+	return startServeWith(t, dataDir, config)
+}
+
+// startServeWith is startServe with more arguments on serve's command line.
+func startServeWith(t testing.TB, dataDir, config string, args ...string) *serveProc {
+	t.Helper()
 	cfgPath := filepath.Join(t.TempDir(), "whocould.yaml")
 	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	p := &serveProc{exited: make(chan struct{})}
-	p.cmd = exec.Command(bin, "serve", "--config", cfgPath, "--data-dir", dataDir)
+	p.cmd = exec.Command(bin, append([]string{"serve", "--config", cfgPath, "--data-dir", dataDir}, args...)...)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
