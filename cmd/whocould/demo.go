@@ -454,6 +454,22 @@ func freshDemoDatabase(ctx context.Context, c clickhouse.Config, reset bool) err
 	}
 	if ours {
 		stmts = append([]string{"DROP DATABASE IF EXISTS " + c.Database}, stmts...)
+		// The databases of its rebuilds (whocould rebuild) go with it.
+		if slices.Contains(tables, "store_generation") {
+			gens, err := conn.Query(ctx, "SELECT DISTINCT database FROM "+c.Database+".store_generation")
+			if err != nil {
+				return fmt.Errorf("%s: list its rebuilds: %w", where, err)
+			}
+			for gens.Next() {
+				var g string
+				if err := gens.Scan(&g); err != nil {
+					gens.Close()
+					return fmt.Errorf("%s: list its rebuilds: %w", where, err)
+				}
+				stmts = append([]string{"DROP DATABASE IF EXISTS " + g}, stmts...)
+			}
+			gens.Close()
+		}
 	}
 	for _, q := range stmts {
 		if err := conn.Exec(ctx, q); err != nil {

@@ -320,4 +320,14 @@ func TestRebuildClickHouse(t *testing.T) {
 	if after := answers(); after != before || !strings.Contains(before, "intervals [{") {
 		t.Errorf("answers after the rebuild:\n%s\nbefore:\n%s", after, before)
 	}
+	// The demo run again replaces its database and the rebuild's.
+	if r := runIn(t, dir, nil, "demo", "--serve=false", "--store", storeURL); r.code != 0 {
+		t.Fatalf("demo again on ClickHouse: %s", r)
+	}
+	if n := chCount(t, addr, "SELECT count() FROM system.databases WHERE name = ?", db+"_g1"); n != 0 {
+		t.Errorf("the demo left the rebuild's database %s_g1", db)
+	}
+	if after := answers(); after != before {
+		t.Errorf("answers after the demo again:\n%s\nbefore:\n%s", after, before)
+	}
 }
