@@ -20,7 +20,6 @@ import (
 // End-to-end tests of serve and the demo on ClickHouse (the server of internal/chtest: they
 // skip without one, and fail under CI=true). Each test has a database of its own.
 
-
 // waitMetric waits (30 s at most) until the metric name reaches at least want.
 func waitMetric(t testing.TB, p *serveProc, name string, want float64) {
 	t.Helper()
