@@ -67,8 +67,9 @@ type Config struct {
 type Retention struct {
 	// Decisions keeps decisions this long after their event time.
 	Decisions time.Duration `yaml:"decisions"`
-	// Events keeps the archive's events this long after whocould stored them.
-	Events time.Duration `yaml:"events"`
+	// The archive has no retention: its change events are what the permission map is rebuilt
+	// from (when the projector starts, and by a rebuild), and a grant made long ago may still
+	// hold.
 }
 
 // Defaults.
@@ -162,7 +163,7 @@ func (c Config) Validate() error {
 	for _, r := range []struct {
 		name string
 		v    time.Duration
-	}{{"retention.decisions", c.Retention.Decisions}, {"retention.events", c.Retention.Events}} {
+	}{{"retention.decisions", c.Retention.Decisions}} {
 		switch {
 		case r.v == 0:
 		case r.v < 0 || r.v%(24*time.Hour) != 0:

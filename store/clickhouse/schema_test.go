@@ -81,10 +81,10 @@ var variants = []struct {
 	cfg  Config
 }{
 	{"single.sql", Config{}},
-	{"modern.sql", Config{Modern: true, Retention: Retention{Decisions: 400 * 24 * time.Hour, Events: 2557 * 24 * time.Hour}}},
+	{"modern.sql", Config{Modern: true, Retention: Retention{Decisions: 400 * 24 * time.Hour}}},
 	{"cluster.sql", Config{Cluster: "whocould"}},
 	{"cluster_modern.sql", Config{Cluster: "whocould", Modern: true,
-		Retention: Retention{Decisions: 2557 * 24 * time.Hour, Events: 2557 * 24 * time.Hour}}},
+		Retention: Retention{Decisions: 2557 * 24 * time.Hour}}},
 }
 
 func TestSchemaGolden(t *testing.T) {
@@ -122,7 +122,7 @@ func loadStoreYAML(t *testing.T) Config {
 // rewrites them.
 func TestClusterSchemaGolden(t *testing.T) {
 	cfg := loadStoreYAML(t)
-	if cfg.Cluster == "" || !cfg.Modern || cfg.Retention.Decisions == 0 || cfg.Retention.Events == 0 {
+	if cfg.Cluster == "" || !cfg.Modern || cfg.Retention.Decisions == 0 {
 		t.Fatalf("deploy/clickhouse/store.yaml is not the cluster, modern, with retention: %+v", cfg)
 	}
 	files, err := schemaFiles(cfg.WithDefaults().schema())
@@ -203,11 +203,8 @@ func TestSchemaShape(t *testing.T) {
 					t.Errorf("%s: decisions without %s", v.file, want)
 				}
 			}
-			if d := cfg.Retention.Events; d > 0 {
-				want := fmt.Sprintf("TTL recorded + INTERVAL %d DAY", d/(24*time.Hour))
-				if !strings.Contains(created[qualified(cfg, "events", true)], want) {
-					t.Errorf("%s: events without %s", v.file, want)
-				}
+			if strings.Contains(created[qualified(cfg, "events", true)], "TTL") {
+				t.Errorf("%s: the archive has a TTL: the permission map is rebuilt from it", v.file)
 			}
 		}
 		// Every table the store reads and writes exists under its plain name: on a cluster a
@@ -269,11 +266,10 @@ func TestSchemaConfig(t *testing.T) {
 		{Config{Cluster: "bad-name"}, "cluster"},
 		{Config{Cluster: "x y"}, "cluster"},
 		{Config{Modern: true}, ""},
-		{Config{Modern: true, Retention: Retention{Decisions: 24 * time.Hour, Events: 48 * time.Hour}}, ""},
+		{Config{Modern: true, Retention: Retention{Decisions: 24 * time.Hour}}, ""},
 		{Config{Retention: Retention{Decisions: 24 * time.Hour}}, "retention.decisions"},
-		{Config{Retention: Retention{Events: 24 * time.Hour}}, "retention.events"},
 		{Config{Modern: true, Retention: Retention{Decisions: 36 * time.Hour}}, "retention.decisions"},
-		{Config{Modern: true, Retention: Retention{Events: -24 * time.Hour}}, "retention.events"},
+		{Config{Modern: true, Retention: Retention{Decisions: -24 * time.Hour}}, "retention.decisions"},
 	} {
 		err := c.cfg.WithDefaults().Validate()
 		switch {
@@ -283,7 +279,7 @@ func TestSchemaConfig(t *testing.T) {
 			t.Errorf("%+v: %v, want an error naming %s", c.cfg, err, c.field)
 		}
 	}
-	if _, err := SchemaSQL(Config{Retention: Retention{Events: 24 * time.Hour}}); err == nil {
+	if _, err := SchemaSQL(Config{Retention: Retention{Decisions: 24 * time.Hour}}); err == nil {
 		t.Error("SchemaSQL rendered a retention without modern")
 	}
 }

@@ -16,7 +16,7 @@ CREATE TABLE IF NOT EXISTS {{local "events"}}{{on_cluster}} (
     event       String{{codec "ZSTD"}}           -- the CloudEvent, JSON
 ) ENGINE = {{engine "events" "MergeTree"}}
 PARTITION BY toYYYYMM(recorded)
-ORDER BY (tenant, position){{ttl "recorded" .Retention.Events}};{{distributed "events" "cityHash64(tenant, position)"}}
+ORDER BY (tenant, position);{{distributed "events" "cityHash64(tenant, position)"}}
 
 -- The tenants that have any event, kept by materialized views over the archive and decisions.
 CREATE TABLE IF NOT EXISTS {{local "tenants"}}{{on_cluster}} (

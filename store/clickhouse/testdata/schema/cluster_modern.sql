@@ -28,9 +28,7 @@ CREATE TABLE IF NOT EXISTS whocould.events_local ON CLUSTER whocould (
     event       String CODEC(ZSTD)           -- the CloudEvent, JSON
 ) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/whocould/events_local', '{replica}')
 PARTITION BY toYYYYMM(recorded)
-ORDER BY (tenant, position)
-TTL recorded + INTERVAL 2557 DAY
-SETTINGS ttl_only_drop_parts = 1;
+ORDER BY (tenant, position);
 
 -- events: what readers and the projector use; it spreads rows over the shards by cityHash64(tenant, position).
 CREATE TABLE IF NOT EXISTS whocould.events ON CLUSTER whocould AS whocould.events_local

@@ -26,9 +26,7 @@ CREATE TABLE IF NOT EXISTS events (
     event       String CODEC(ZSTD)           -- the CloudEvent, JSON
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMM(recorded)
-ORDER BY (tenant, position)
-TTL recorded + INTERVAL 2557 DAY
-SETTINGS ttl_only_drop_parts = 1;
+ORDER BY (tenant, position);
 
 -- The tenants that have any event, kept by materialized views over the archive and decisions.
 CREATE TABLE IF NOT EXISTS tenants (
