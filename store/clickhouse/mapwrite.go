@@ -345,7 +345,10 @@ func (s *Store) loadMap(ctx context.Context, position uint64) (*mapState, error)
 			flush()
 		}
 		pending = append(pending, event.Record{Position: pos, Recorded: event.FromMicros(recordedUS), Event: e})
-		n++
+		if n++; n%1_000_000 == 0 {
+			s.log.Info("rebuilding the permission map from the archive", "events", n, "position", pos, "of", position,
+				"took", time.Since(start).Round(time.Millisecond))
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read the archive to rebuild the permission map: %w", err)
