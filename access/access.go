@@ -5,6 +5,7 @@ package access
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -94,6 +95,15 @@ func (p Path) String() string {
 	return b.String()
 }
 
+// String is the grant as explanations name it: grant(subject, role or action, resource).
+func (r GrantRef) String() string {
+	what := r.Role
+	if what == "" {
+		what = r.Action
+	}
+	return fmt.Sprintf("grant(%s, %s, %s)", r.Subject, what, r.Resource)
+}
+
 // PrincipalPaths is one principal of a who-could answer.
 type PrincipalPaths struct {
 	Principal string `json:"principal"`
@@ -159,6 +169,38 @@ type Explain struct {
 	// PathsTruncated is set when there are more paths than Paths lists: it lists only the first
 	// ones in ComparePaths order. Could is exact either way.
 	PathsTruncated bool `json:"paths_truncated,omitempty"`
+}
+
+// InactiveReason is Explain's reason when principal, whose status at at is status (holding
+// since since), is not active; "" when it is. paths counts the paths that would apply were it
+// active (more: there are more than that).
+func InactiveReason(principal, status string, at, since time.Time, paths int, more bool) string {
+	stamp := func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+	switch status {
+	case StatusUnknown:
+		return fmt.Sprintf("%s does not exist yet at %s", principal, stamp(at))
+	case StatusDeleted:
+		return fmt.Sprintf("%s was deleted at %s", principal, stamp(since))
+	case StatusDisabled:
+		if paths > 0 {
+			n := fmt.Sprint(paths)
+			if more {
+				n = "more than " + n
+			}
+			return fmt.Sprintf("%s has been disabled since %s (it still holds %s path(s) that would apply if enabled)", principal, stamp(since), n)
+		}
+		return fmt.Sprintf("%s has been disabled since %s", principal, stamp(since))
+	}
+	return ""
+}
+
+// UTC is t in UTC, nil for nil: the known-at of an answer.
+func UTC(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
 }
 
 // Interval is one stretch of effective access: Principal could do Action (a pattern) on

@@ -569,6 +569,11 @@ func (g *Graph) relEvent(k relKey, add bool, st stamp, expires int64) {
 		e.exp = expires
 	}
 	g.rels.setEvents(r, insertSorted(g.rels.events(r), e, func(x relEvent) stamp { return x.stamp }))
+	g.rederive(r)
+}
+
+// rederive derives r's intervals from every event applied.
+func (g *Graph) rederive(r *relation) {
 	g.rels.setIvs(r, g.deriveRel(r, forever, g.rels.ivBuf(r)))
 	g.noteIvs(r)
 }
@@ -578,22 +583,8 @@ func (g *Graph) deleted(id uint32, st stamp) {
 	e := g.entity(id)
 	e.dels = insertSorted(e.dels, st, func(x stamp) stamp { return x })
 	e.maxDelRec = max(e.maxDelRec, st.rec)
-	rederive := func(i int32) {
-		r := g.rels.at(i)
-		g.rels.setIvs(r, g.deriveRel(r, forever, g.rels.ivBuf(r)))
-		g.noteIvs(r)
-	}
-	for _, m := range e.members {
-		rederive(m.rel)
-	}
-	lists := [][]int32{e.memberOf, e.grants}
-	if e.roleRels != nil {
-		lists = append(lists, e.perms, e.includes, e.includedBy, e.grantsOf)
-	}
-	for _, list := range lists {
-		for _, i := range list {
-			rederive(i)
-		}
+	for _, i := range relsOf(e) {
+		g.rederive(g.rels.at(i))
 	}
 }
 

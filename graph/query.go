@@ -851,19 +851,11 @@ func (v *view) grantRef(i int32, iv interval) access.GrantRef {
 	return ref
 }
 
-func knownPtr(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	u := t.UTC()
-	return &u
-}
-
 // WhoCould answers who could do q.Action on q.Resource at q.At.
 func (g *Graph) WhoCould(ctx context.Context, q access.Query) (access.WhoCould, error) {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
-	ans := access.WhoCould{Action: q.Action, Resource: q.Resource, At: q.At.UTC(), KnownAt: knownPtr(q.KnownAt),
+	ans := access.WhoCould{Action: q.Action, Resource: q.Resource, At: q.At.UTC(), KnownAt: access.UTC(q.KnownAt),
 		Principals: []access.PrincipalPaths{}}
 	qs := g.ask(q.KnownAt)
 	defer qs.done()
@@ -902,7 +894,7 @@ func (g *Graph) WhoCould(ctx context.Context, q access.Query) (access.WhoCould, 
 func (g *Graph) WhatCould(ctx context.Context, q access.Query) (access.WhatCould, error) {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
-	ans := access.WhatCould{Principal: q.Principal, At: q.At.UTC(), KnownAt: knownPtr(q.KnownAt),
+	ans := access.WhatCould{Principal: q.Principal, At: q.At.UTC(), KnownAt: access.UTC(q.KnownAt),
 		Status: access.StatusUnknown, Entitlements: []access.Entitlement{}}
 	p, ok := g.lookup(q.Principal)
 	if !ok {
@@ -948,7 +940,7 @@ func (g *Graph) Explain(ctx context.Context, q access.Query) (access.Explain, er
 	g.mu.RLock()
 	defer g.mu.RUnlock()
 	ans := access.Explain{Principal: q.Principal, Action: q.Action, Resource: q.Resource, At: q.At.UTC(),
-		KnownAt: knownPtr(q.KnownAt), Status: access.StatusUnknown, Paths: []access.Path{}}
+		KnownAt: access.UTC(q.KnownAt), Status: access.StatusUnknown, Paths: []access.Path{}}
 	p, ok := g.lookup(q.Principal)
 	if !ok {
 		ans.Reason = fmt.Sprintf("%s is not known: no event names it", q.Principal)
@@ -977,20 +969,8 @@ func stamp2s(us int64) string { return event.FromMicros(us).Format(time.RFC3339N
 
 // whyNot says what is missing for p to do the question's action.
 func (v *view) whyNot(p uint32, q access.Query, status string, since int64, paths int, more bool) string {
-	switch status {
-	case access.StatusUnknown:
-		return fmt.Sprintf("%s does not exist yet at %s", q.Principal, q.At.UTC().Format(time.RFC3339Nano))
-	case access.StatusDeleted:
-		return fmt.Sprintf("%s was deleted at %s", q.Principal, stamp2s(since))
-	case access.StatusDisabled:
-		if paths > 0 {
-			n := fmt.Sprint(paths)
-			if more {
-				n = "more than " + n
-			}
-			return fmt.Sprintf("%s has been disabled since %s (it still holds %s path(s) that would apply if enabled)", q.Principal, stamp2s(since), n)
-		}
-		return fmt.Sprintf("%s has been disabled since %s", q.Principal, stamp2s(since))
+	if r := access.InactiveReason(q.Principal, status, q.At, event.FromMicros(since), paths, more); r != "" {
+		return r
 	}
 	// Active, no path: find the most recent matching grant that ended by t.
 	var (
@@ -1025,15 +1005,7 @@ func (v *view) whyNot(p uint32, q access.Query, status string, since int64, path
 		return none
 	}
 	how := map[End]string{EndExpired: "expired", EndRemoved: "was removed", EndDeleted: "ended when its subject or role was deleted"}[best.end]
-	return fmt.Sprintf("%s; the last grant that did, %s, %s at %s", none, refString(bestRef), how, stamp2s(best.to))
-}
-
-func refString(r access.GrantRef) string {
-	what := r.Role
-	if what == "" {
-		what = r.Action
-	}
-	return fmt.Sprintf("grant(%s, %s, %s)", r.Subject, what, r.Resource)
+	return fmt.Sprintf("%s; the last grant that did, %s, %s at %s", none, bestRef.String(), how, stamp2s(best.to))
 }
 
 // everSubjects lists p and every group p was ever (at any time, as known at k) a member of,
@@ -1073,7 +1045,7 @@ func (g *Graph) History(ctx context.Context, q access.Query) (access.History, er
 	g.mu.RLock()
 	defer g.mu.RUnlock()
 	ans := access.History{Principal: q.Principal, Resource: q.Resource, From: q.From.UTC(), To: q.To.UTC(),
-		KnownAt: knownPtr(q.KnownAt), Intervals: []access.Interval{}}
+		KnownAt: access.UTC(q.KnownAt), Intervals: []access.Interval{}}
 	from, to := event.Micros(q.From), event.Micros(q.To)
 	if from >= to {
 		return ans, nil

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/whocould/whocould/access"
 	"github.com/whocould/whocould/event"
 )
 
@@ -22,6 +23,27 @@ import (
 //   - StatusSpans: a principal's status.
 //
 // ApplyChanges names which of them records changed.
+
+// Forever is the To of a span that has not ended.
+const Forever = forever
+
+// StatusSpan is a stretch of a principal's status (access.StatusActive, StatusDisabled or
+// StatusDeleted); before its first span, and in gaps, the principal is unknown.
+type StatusSpan struct {
+	From, To int64
+	Status   string
+}
+
+// PathSpan is a stretch of time over which a path held, whatever the principal's status: the
+// principal could do Action (the path's permission) on Resource (its grant's resource) through it
+// while also active. A path whose grant's expiry changes is one span per expiry, so that Path
+// shows the expiry in force throughout. (store/spans joins them from the parts.)
+type PathSpan struct {
+	From, To int64
+	Action   string
+	Resource string
+	Path     access.Path
+}
 
 // ChainSpan is a stretch over which principal is a member of Groups[0], Groups[0] of
 // Groups[1], and so on (no group twice).
@@ -127,10 +149,11 @@ func (g *Graph) Chains(principal string, knownAt *time.Time) []ChainSpan {
 func (g *Graph) GrantSpans(subject, role, action, resource string, knownAt *time.Time) []GrantSpan {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
-	k, ok := g.keyOf(relGrantRole, subject, role, resource)
+	kind, what := relGrantRole, role
 	if role == "" {
-		k, ok = g.keyOf(relGrantAction, subject, action, resource)
+		kind, what = relGrantAction, action
 	}
+	k, ok := g.keyOf(kind, subject, what, resource)
 	if !ok {
 		return nil
 	}
@@ -168,12 +191,15 @@ func (g *Graph) Tails(role string, knownAt *time.Time) []TailSpan {
 		if e == nil || e.roleRels == nil || len(out) >= MaxChains {
 			return
 		}
-		names := make([]string, len(chain))
-		for i, id := range chain {
-			names[i] = g.names[id]
-		}
+		var names []string // the chain's names, made when a tail needs them
 		for _, pi := range e.perms {
 			for _, s := range intersect(cur, v.ivs(pi)) {
+				if names == nil {
+					names = make([]string, len(chain))
+					for i, id := range chain {
+						names[i] = g.names[id]
+					}
+				}
 				out = append(out, TailSpan{From: s.from, To: s.to, Roles: names, Permission: g.names[g.rels.at(pi).b]})
 			}
 		}
@@ -239,7 +265,7 @@ func (g *Graph) ApplyChanges(rs []event.Record) Changes {
 		status []string
 		grants = map[GrantKey]bool{}
 	)
-	rel := func(r *relation) {
+	g.applyWatching(rs, func(r *relation) {
 		switch r.kind {
 		case relMember:
 			down = append(down, r.b)
@@ -250,28 +276,7 @@ func (g *Graph) ApplyChanges(rs []event.Record) Changes {
 		case relPerm, relInclude:
 			roles = append(roles, r.a)
 		}
-	}
-	for i := range rs {
-		w := g.watch(&rs[i])
-		g.apply(&rs[i])
-		if w == nil {
-			continue
-		}
-		r := w.rec
-		if k, ok := g.recordRel(r); ok {
-			if i, ok := g.relIdx.find(&g.rels, k); ok && !slices.Equal(w.relBefore, g.rels.ivs(g.rels.at(i))) {
-				rel(g.rels.at(i))
-			}
-		}
-		if p := recordStatus(r); p != "" && !slices.Equal(w.stBefore, g.statusNamed(p)) {
-			status = append(status, p)
-		}
-		for _, d := range w.dels {
-			if r := g.rels.at(d.rel); !slices.Equal(d.ivs, g.rels.ivs(r)) {
-				rel(r)
-			}
-		}
-	}
+	}, func(p string) { status = append(status, p) })
 	var ch Changes
 	ch.Chains = g.touched(&touchRoots{down: down})
 	slices.Sort(status)
@@ -280,26 +285,11 @@ func (g *Graph) ApplyChanges(rs []event.Record) Changes {
 		ch.Grants = append(ch.Grants, k)
 	}
 	slices.SortFunc(ch.Grants, func(a, b GrantKey) int {
-		for _, c := range [][2]string{{a.Subject, b.Subject}, {a.Role, b.Role}, {a.Action, b.Action}, {a.Resource, b.Resource}} {
-			if c := cmp.Compare(c[0], c[1]); c != 0 {
-				return c
-			}
-		}
-		return 0
+		return cmp.Or(cmp.Compare(a.Subject, b.Subject), cmp.Compare(a.Role, b.Role), cmp.Compare(a.Action, b.Action),
+			cmp.Compare(a.Resource, b.Resource))
 	})
-	seen := map[uint32]bool{}
-	for i := 0; i < len(roles); i++ {
-		r := roles[i]
-		if seen[r] {
-			continue
-		}
-		seen[r] = true
+	for _, r := range g.rolesIncluding(roles) {
 		ch.Tails = append(ch.Tails, g.names[r])
-		if e := g.ents[r]; e != nil && e.roleRels != nil {
-			for _, ii := range e.includedBy {
-				roles = append(roles, g.rels.at(ii).a)
-			}
-		}
 	}
 	slices.Sort(ch.Tails)
 	return ch

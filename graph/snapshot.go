@@ -154,9 +154,7 @@ func Decode(r *bin.Reader) (*Graph, error) {
 		return nil, fmt.Errorf("read graph snapshot: %w", r.Err)
 	}
 	for i := range int32(g.rels.len()) {
-		r := g.rels.at(i)
-		g.rels.setIvs(r, g.deriveRel(r, forever, g.rels.ivBuf(r)))
-		g.noteIvs(r)
+		g.rederive(g.rels.at(i))
 	}
 	for id, e := range g.ents {
 		if e != nil && len(e.life) > 0 {

@@ -31,11 +31,10 @@ func (g *Graph) ApplyTouched(rs []event.Record) []string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var t touchRoots
-	for i := range rs {
-		w := g.watch(&rs[i])
-		g.apply(&rs[i])
-		g.changed(&t, w)
-	}
+	g.applyWatching(rs, t.rel, func(p string) {
+		id, _ := g.lookup(p)
+		t.down = append(t.down, id)
+	})
 	return g.touched(&t)
 }
 
@@ -183,26 +182,28 @@ func (g *Graph) watch(r *event.Record) *watched {
 	return w
 }
 
-// changed notes, once w's record applied, the roots of what it changed.
-func (g *Graph) changed(t *touchRoots, w *watched) {
-	if w == nil {
-		return
-	}
-	r := w.rec
-	if k, ok := g.recordRel(r); ok {
-		if i, ok := g.relIdx.find(&g.rels, k); ok && !slices.Equal(w.relBefore, g.rels.ivs(g.rels.at(i))) {
-			t.rel(g.rels.at(i))
+// applyWatching applies records as ApplyBatch does, with the write lock held, and hands rel each
+// relation whose intervals a record changed and status each principal whose status it changed.
+func (g *Graph) applyWatching(rs []event.Record, rel func(*relation), status func(principal string)) {
+	for i := range rs {
+		w := g.watch(&rs[i])
+		g.apply(&rs[i])
+		if w == nil {
+			continue
 		}
-	}
-	if p := recordStatus(r); p != "" {
-		if !slices.Equal(w.stBefore, g.statusNamed(p)) {
-			id, _ := g.lookup(p)
-			t.down = append(t.down, id)
+		r := w.rec
+		if k, ok := g.recordRel(r); ok {
+			if i, ok := g.relIdx.find(&g.rels, k); ok && !slices.Equal(w.relBefore, g.rels.ivs(g.rels.at(i))) {
+				rel(g.rels.at(i))
+			}
 		}
-	}
-	for _, d := range w.dels {
-		if rel := g.rels.at(d.rel); !slices.Equal(d.ivs, g.rels.ivs(rel)) {
-			t.rel(rel)
+		if p := recordStatus(r); p != "" && !slices.Equal(w.stBefore, g.statusNamed(p)) {
+			status(p)
+		}
+		for _, d := range w.dels {
+			if rl := g.rels.at(d.rel); !slices.Equal(d.ivs, g.rels.ivs(rl)) {
+				rel(rl)
+			}
 		}
 	}
 }
@@ -222,27 +223,9 @@ func (t *touchRoots) rel(r *relation) {
 // touched closes the roots over the structure: roles up their inclusions, to the subjects of
 // their grants; subjects and groups down their members, to principals.
 func (g *Graph) touched(t *touchRoots) []string {
-	seenRole := map[uint32]bool{}
-	roles := t.roles[:0:0]
-	for _, r := range t.roles {
-		if !seenRole[r] {
-			seenRole[r] = true
-			roles = append(roles, r)
-		}
-	}
 	down := t.down
-	for i := 0; i < len(roles); i++ {
-		e := g.ents[roles[i]]
-		if e == nil || e.roleRels == nil {
-			continue
-		}
-		for _, ri := range e.includedBy {
-			if x := g.rels.at(ri).a; !seenRole[x] {
-				seenRole[x] = true
-				roles = append(roles, x)
-			}
-		}
-		for _, gi := range e.grantsOf {
+	for _, r := range g.rolesIncluding(t.roles) {
+		for _, gi := range g.ents[r].grantsOf {
 			down = append(down, g.rels.at(gi).a)
 		}
 	}
@@ -273,5 +256,27 @@ func (g *Graph) touched(t *touchRoots) []string {
 		}
 	}
 	slices.Sort(out)
+	return out
+}
+
+// rolesIncluding lists roots and every role that includes one of them, transitively, each once:
+// the roles whose tails a change to the roots' permissions or inclusions can change.
+func (g *Graph) rolesIncluding(roots []uint32) []uint32 {
+	seen := map[uint32]bool{}
+	var out []uint32
+	add := func(r uint32) {
+		if e := g.ents[r]; !seen[r] && e != nil && e.roleRels != nil {
+			seen[r] = true
+			out = append(out, r)
+		}
+	}
+	for _, r := range roots {
+		add(r)
+	}
+	for i := 0; i < len(out); i++ {
+		for _, ri := range g.ents[out[i]].includedBy {
+			add(g.rels.at(ri).a)
+		}
+	}
 	return out
 }

@@ -97,11 +97,11 @@ func and(fs ...filter) filter {
 	return out
 }
 
-// fetch reads the rows f selects, as known at knownAt, into pt, and returns the ids and refs it
-// read (each sorted, unique).
-func fetch(ctx context.Context, conn driver.Conn, tenant string, knownAt *time.Time, f filter, pt *spans.Parts) (ids, refs []string, err error) {
+// fetch reads the rows f selects, as known at knownAt, into pt, and returns the ids it read
+// (sorted, unique).
+func fetch(ctx context.Context, conn driver.Conn, tenant string, knownAt *time.Time, f filter, pt *spans.Parts) (ids []string, err error) {
 	if f.none {
-		return nil, nil, nil
+		return nil, nil
 	}
 	args := append([]any{tenant}, f.args...)
 	known := ""
@@ -112,16 +112,16 @@ func fetch(ctx context.Context, conn driver.Conn, tenant string, knownAt *time.T
 	ctx = ch.Context(ctx, ch.WithSettings(ch.Settings{"max_query_size": maxQuerySize}))
 	rows, err := conn.Query(ctx, fmt.Sprintf(qMap, f.sql, known), args...)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var r mapRow
 		if err := rows.Scan(&r.kind, &r.id, &r.ref, &r.resource, &r.from, &r.to, &r.path, &r.status, &r.isRole, &r.expires,
 			&r.end); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		ids, refs = append(ids, r.id), append(refs, r.ref)
+		ids = append(ids, r.id)
 		switch r.kind {
 		case kindChainOf, kindGrantOf, kindTailOf:
 			r.kind -= mirror
@@ -143,11 +143,10 @@ func fetch(ctx context.Context, conn driver.Conn, tenant string, knownAt *time.T
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	slices.Sort(ids)
-	slices.Sort(refs)
-	return slices.Compact(ids), slices.Compact(refs), nil
+	return slices.Compact(ids), nil
 }
 
 // grantedRoles lists the roles the grants in pt grant.
@@ -199,7 +198,7 @@ func gives(action, resource string) func(string, string) bool {
 // every principal found, all within f (a time filter); and returns those principals.
 func downward(ctx context.Context, conn driver.Conn, tenant string, knownAt *time.Time, f filter, pt *spans.Parts) ([]string, error) {
 	groups, principals := subjects(pt)
-	if _, _, err := fetch(ctx, conn, tenant, knownAt, and(kindIs(kindChain), f, in("lookup", groups)), pt); err != nil {
+	if _, err := fetch(ctx, conn, tenant, knownAt, and(kindIs(kindChain), f, in("lookup", groups)), pt); err != nil {
 		return nil, err
 	}
 	for p := range pt.Chains {
@@ -207,7 +206,7 @@ func downward(ctx context.Context, conn driver.Conn, tenant string, knownAt *tim
 	}
 	slices.Sort(principals)
 	principals = slices.Compact(principals)
-	if _, _, err := fetch(ctx, conn, tenant, knownAt, and(kindIs(kindStatus), f, in("lookup", principals)), pt); err != nil {
+	if _, err := fetch(ctx, conn, tenant, knownAt, and(kindIs(kindStatus), f, in("lookup", principals)), pt); err != nil {
 		return nil, err
 	}
 	return principals, nil
@@ -228,13 +227,13 @@ func (s *Store) WhoCould(ctx context.Context, q access.Query) (access.WhoCould, 
 	pt := spans.NewParts()
 	at := holdingAt(q.At)
 	patterns := actionPatterns(q.Action)
-	roles, _, err := fetch(ctx, conn, tenant, q.KnownAt, and(kindIs(kindTail), at, in("lookup", patterns)), pt)
+	roles, err := fetch(ctx, conn, tenant, q.KnownAt, and(kindIs(kindTail), at, in("lookup", patterns)), pt)
 	if err != nil {
 		return wrap(err)
 	}
 	// Role names and action patterns never meet (role:x, a.b.c), so one IN list serves both.
 	grants := and(kindIs(kindGrant), at, in("scope", event.Ancestors(q.Resource)), in("lookup", append(roles, patterns...)))
-	if _, _, err := fetch(ctx, conn, tenant, q.KnownAt, grants, pt); err != nil {
+	if _, err := fetch(ctx, conn, tenant, q.KnownAt, grants, pt); err != nil {
 		return wrap(err)
 	}
 	principals, err := downward(ctx, conn, tenant, q.KnownAt, at, pt)
@@ -256,19 +255,19 @@ func (s *Store) WhoCould(ctx context.Context, q access.Query) (access.WhoCould, 
 // It reports whether any status or chain names the principal.
 func upward(ctx context.Context, conn driver.Conn, tenant, principal, action string, knownAt *time.Time, f, more filter, pt *spans.Parts) (bool, error) {
 	statusAndChains := filter{sql: fmt.Sprintf("kind IN (%d, %d) AND lookup = ?", kindStatus, kindChainOf), args: []any{principal}}
-	if _, _, err := fetch(ctx, conn, tenant, knownAt, and(statusAndChains, f), pt); err != nil {
+	if _, err := fetch(ctx, conn, tenant, knownAt, and(statusAndChains, f), pt); err != nil {
 		return false, err
 	}
 	known := len(pt.Status[principal]) > 0 || len(pt.Chains[principal]) > 0
 	subjects := append(chainGroups(pt, principal), principal)
-	if _, _, err := fetch(ctx, conn, tenant, knownAt, and(kindIs(kindGrantOf), f, in("lookup", subjects), more), pt); err != nil {
+	if _, err := fetch(ctx, conn, tenant, knownAt, and(kindIs(kindGrantOf), f, in("lookup", subjects), more), pt); err != nil {
 		return false, err
 	}
 	tails := and(kindIs(kindTailOf), f, in("lookup", grantedRoles(pt)))
 	if action != "" {
 		tails = and(tails, in("ref", actionPatterns(action)))
 	}
-	if _, _, err := fetch(ctx, conn, tenant, knownAt, tails, pt); err != nil {
+	if _, err := fetch(ctx, conn, tenant, knownAt, tails, pt); err != nil {
 		return false, err
 	}
 	return known, nil
@@ -326,10 +325,10 @@ func (s *Store) History(ctx context.Context, q access.Query) (access.History, er
 		}
 		return spans.History(q, []spans.Principal{pt.Principal(q.Principal, nil)}), ctx.Err()
 	}
-	if _, _, err := fetch(ctx, conn, tenant, q.KnownAt, and(kindIs(kindGrant), window, in("scope", event.Ancestors(q.Resource))), pt); err != nil {
+	if _, err := fetch(ctx, conn, tenant, q.KnownAt, and(kindIs(kindGrant), window, in("scope", event.Ancestors(q.Resource))), pt); err != nil {
 		return wrap(err)
 	}
-	if _, _, err := fetch(ctx, conn, tenant, q.KnownAt, and(kindIs(kindTailOf), window, in("lookup", grantedRoles(pt))), pt); err != nil {
+	if _, err := fetch(ctx, conn, tenant, q.KnownAt, and(kindIs(kindTailOf), window, in("lookup", grantedRoles(pt))), pt); err != nil {
 		return wrap(err)
 	}
 	principals, err := downward(ctx, conn, tenant, q.KnownAt, window, pt)

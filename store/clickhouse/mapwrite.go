@@ -323,8 +323,9 @@ func (s *Store) loadMap(ctx context.Context, position uint64) (*mapState, error)
 		n       int
 	)
 	flush := func() {
-		for _, r := range pending {
-			m.graph(r.TenantOrDefault()).Apply(&r)
+		tenants, by := byTenant(pending)
+		for _, t := range tenants {
+			m.graph(t).ApplyBatch(by[t])
 		}
 		pending = pending[:0]
 	}

@@ -1,8 +1,8 @@
 // Package spans answers the questions of access.Querier from a materialised map: each
-// principal's exported spans (graph.Export) — its status, the paths it held and when, and when
-// some were left out. A store that keeps the map as rows (store/clickhouse) fetches the rows a
-// question needs, as known at its known-at, and hands them here; what it fetches may be a
-// superset (every filter is applied again here), never a subset.
+// principal's status and the paths it held and when, joined (Parts.Principal) from the map's
+// parts (graph.Chains and the others). A store that keeps the parts as rows (store/clickhouse)
+// fetches the rows a question needs, as known at its known-at, and hands them here; what it
+// fetches may be a superset (every filter is applied again here), never a subset.
 //
 // The answers are exactly the engine's (graph.Graph): the same paths in the same order, the
 // same caps (graph.MaxPaths, graph.MaxAnswerPaths), the same statuses. Explain's reason, when an
@@ -23,10 +23,11 @@ import (
 	"github.com/whocould/whocould/graph"
 )
 
-// Principal is what is known of one principal: its export, or the part of it a question needs.
+// Principal is what is known of one principal, or the part of it a question needs.
 type Principal struct {
-	Name string
-	graph.Export
+	Name   string
+	Status []graph.StatusSpan
+	Paths  []graph.PathSpan
 }
 
 func holdsAt(from, to, t int64) bool { return from <= t && t < to }
@@ -41,34 +42,21 @@ func (p *Principal) statusAt(t int64) (string, int64) {
 	return access.StatusUnknown, 0
 }
 
-// matching lists the paths holding at t that give action on resource, sorted; truncated says
-// whether an entitlement giving it had paths left out at t.
-func (p *Principal) matching(t int64, action, resource string) (paths []access.Path, truncated bool) {
+// matching lists the paths holding at t that give action on resource, sorted.
+func (p *Principal) matching(t int64, action, resource string) []access.Path {
+	var paths []access.Path
 	for _, s := range p.Paths {
 		if holdsAt(s.From, s.To, t) && event.Matches(s.Action, action) && event.Covers(s.Resource, resource) {
 			paths = append(paths, s.Path)
 		}
 	}
-	for _, s := range p.Truncated {
-		if holdsAt(s.From, s.To, t) && event.Matches(s.Action, action) && event.Covers(s.Resource, resource) {
-			truncated = true
-		}
-	}
 	access.SortPaths(paths)
-	return paths, truncated
-}
-
-func knownPtr(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	u := t.UTC()
-	return &u
+	return paths
 }
 
 // WhoCould answers who could do q.Action on q.Resource at q.At, from ps (any order).
 func WhoCould(q access.Query, ps []Principal) access.WhoCould {
-	ans := access.WhoCould{Action: q.Action, Resource: q.Resource, At: q.At.UTC(), KnownAt: knownPtr(q.KnownAt),
+	ans := access.WhoCould{Action: q.Action, Resource: q.Resource, At: q.At.UTC(), KnownAt: access.UTC(q.KnownAt),
 		Principals: []access.PrincipalPaths{}}
 	t := event.Micros(q.At)
 	slices.SortFunc(ps, func(a, b Principal) int { return cmp.Compare(a.Name, b.Name) })
@@ -78,7 +66,8 @@ func WhoCould(q access.Query, ps []Principal) access.WhoCould {
 		if st, _ := p.statusAt(t); st != access.StatusActive {
 			continue
 		}
-		paths, truncated := p.matching(t, q.Action, q.Resource)
+		paths := p.matching(t, q.Action, q.Resource)
+		truncated := false
 		if len(paths) == 0 {
 			continue
 		}
@@ -98,7 +87,7 @@ func WhoCould(q access.Query, ps []Principal) access.WhoCould {
 
 // WhatCould answers what p could do at q.At.
 func WhatCould(q access.Query, p Principal) access.WhatCould {
-	ans := access.WhatCould{Principal: q.Principal, At: q.At.UTC(), KnownAt: knownPtr(q.KnownAt),
+	ans := access.WhatCould{Principal: q.Principal, At: q.At.UTC(), KnownAt: access.UTC(q.KnownAt),
 		Status: access.StatusUnknown, Entitlements: []access.Entitlement{}}
 	t := event.Micros(q.At)
 	ans.Status, _ = p.statusAt(t)
@@ -120,11 +109,6 @@ func WhatCould(q access.Query, p Principal) access.WhatCould {
 		}
 		ans.Entitlements[i].Paths = append(ans.Entitlements[i].Paths, s.Path)
 	}
-	for _, s := range p.Truncated {
-		if holdsAt(s.From, s.To, t) {
-			ans.PathsTruncated = true
-		}
-	}
 	for i := range ans.Entitlements {
 		access.SortPaths(ans.Entitlements[i].Paths)
 		if ps := ans.Entitlements[i].Paths; len(ps) > graph.MaxPaths {
@@ -140,13 +124,11 @@ func WhatCould(q access.Query, p Principal) access.WhatCould {
 	return ans
 }
 
-func stamp(us int64) string { return event.FromMicros(us).Format(time.RFC3339Nano) }
-
 // Explain answers whether p could do q.Action on q.Resource at q.At, and why (not). known says
 // whether any event names p.
 func Explain(q access.Query, p Principal, known bool) access.Explain {
 	ans := access.Explain{Principal: q.Principal, Action: q.Action, Resource: q.Resource, At: q.At.UTC(),
-		KnownAt: knownPtr(q.KnownAt), Status: access.StatusUnknown, Paths: []access.Path{}}
+		KnownAt: access.UTC(q.KnownAt), Status: access.StatusUnknown, Paths: []access.Path{}}
 	if !known {
 		ans.Reason = fmt.Sprintf("%s is not known: no event names it", q.Principal)
 		return ans
@@ -154,9 +136,10 @@ func Explain(q access.Query, p Principal, known bool) access.Explain {
 	t := event.Micros(q.At)
 	status, since := p.statusAt(t)
 	ans.Status = status
-	paths, truncated := p.matching(t, q.Action, q.Resource)
-	if len(paths) > graph.MaxPaths {
-		paths, truncated = paths[:graph.MaxPaths], true
+	paths := p.matching(t, q.Action, q.Resource)
+	truncated := len(paths) > graph.MaxPaths
+	if truncated {
+		paths = paths[:graph.MaxPaths]
 	}
 	if paths != nil {
 		ans.Paths = paths
@@ -166,27 +149,10 @@ func Explain(q access.Query, p Principal, known bool) access.Explain {
 	if ans.Could {
 		return ans
 	}
-	at := q.At.UTC().Format(time.RFC3339Nano)
-	switch status {
-	case access.StatusUnknown:
-		ans.Reason = fmt.Sprintf("%s does not exist yet at %s", q.Principal, at)
-		return ans
-	case access.StatusDeleted:
-		ans.Reason = fmt.Sprintf("%s was deleted at %s", q.Principal, stamp(since))
-		return ans
-	case access.StatusDisabled:
-		if n := len(paths); n > 0 {
-			count := fmt.Sprint(n)
-			if truncated {
-				count = "more than " + count
-			}
-			ans.Reason = fmt.Sprintf("%s has been disabled since %s (it still holds %s path(s) that would apply if enabled)",
-				q.Principal, stamp(since), count)
-		} else {
-			ans.Reason = fmt.Sprintf("%s has been disabled since %s", q.Principal, stamp(since))
-		}
+	if ans.Reason = access.InactiveReason(q.Principal, status, q.At, event.FromMicros(since), len(paths), truncated); ans.Reason != "" {
 		return ans
 	}
+	at := q.At.UTC().Format(time.RFC3339Nano)
 	ans.Reason = fmt.Sprintf("no grant to %s or to a group it is in gives %s on %s at %s", q.Principal, q.Action, q.Resource, at)
 	// The path that gave it last, if one ended by t.
 	var last *graph.PathSpan
@@ -198,15 +164,11 @@ func Explain(q access.Query, p Principal, known bool) access.Explain {
 		}
 	}
 	if last != nil {
+		end := event.FromMicros(last.To).Format(time.RFC3339Nano)
 		if x := last.Path.Grant.ExpiresAt; x != nil && event.Micros(*x) == last.To {
-			g := last.Path.Grant
-			what := g.Role
-			if what == "" {
-				what = g.Action
-			}
-			ans.Reason += fmt.Sprintf("; the last grant that did, grant(%s, %s, %s), expired at %s", g.Subject, what, g.Resource, stamp(last.To))
+			ans.Reason += fmt.Sprintf("; the last grant that did, %s, expired at %s", last.Path.Grant, end)
 		} else {
-			ans.Reason += fmt.Sprintf("; the last path that did, %s, ended at %s", last.Path.String(), stamp(last.To))
+			ans.Reason += fmt.Sprintf("; the last path that did, %s, ended at %s", last.Path, end)
 		}
 	}
 	return ans
@@ -217,7 +179,7 @@ func Explain(q access.Query, p Principal, known bool) access.Explain {
 // it (any order).
 func History(q access.Query, ps []Principal) access.History {
 	ans := access.History{Principal: q.Principal, Resource: q.Resource, From: q.From.UTC(), To: q.To.UTC(),
-		KnownAt: knownPtr(q.KnownAt), Intervals: []access.Interval{}}
+		KnownAt: access.UTC(q.KnownAt), Intervals: []access.Interval{}}
 	from, to := event.Micros(q.From), event.Micros(q.To)
 	if from >= to {
 		return ans
@@ -247,11 +209,6 @@ func History(q access.Query, ps []Principal) access.History {
 			continue
 		}
 		relevant := func(resource string) bool { return q.Resource == "" || event.Covers(resource, q.Resource) }
-		for _, s := range p.Truncated {
-			if relevant(s.Resource) && overlapsAny(s.From, s.To, active) {
-				ans.PathsTruncated = true
-			}
-		}
 		// Pieces clipped to the active stretches, then merged where they touch: an interval is
 		// one entitlement and path (whatever its expiry) held without a break.
 		type piece struct {
@@ -265,12 +222,12 @@ func History(q access.Query, ps []Principal) access.History {
 			if !relevant(s.Resource) {
 				continue
 			}
+			k := pathKey(s)
 			for _, a := range active {
 				lo, hi := max(s.From, a[0]), min(s.To, a[1])
 				if lo >= hi {
 					continue
 				}
-				k := pathKey(s)
 				if _, ok := byKey[k]; !ok {
 					keys = append(keys, k)
 				}
@@ -302,15 +259,6 @@ func History(q access.Query, ps []Principal) access.History {
 	}
 	slices.SortFunc(ans.Intervals, access.CompareIntervals)
 	return ans
-}
-
-func overlapsAny(from, to int64, stretches [][2]int64) bool {
-	for _, a := range stretches {
-		if max(from, a[0]) < min(to, a[1]) {
-			return true
-		}
-	}
-	return false
 }
 
 // pathKey identifies a span's entitlement and path, whatever its expiry.
@@ -384,25 +332,25 @@ func (pt *Parts) Principal(p string, keep func(action, resource string) bool) Pr
 		}
 	}
 	// Merge the stretches of one path and expiry that touch.
-	key := func(s *graph.PathSpan) string {
-		k := pathKey(s)
-		if x := s.Path.Grant.ExpiresAt; x != nil {
+	type keyed struct {
+		key  string
+		span graph.PathSpan
+	}
+	ks := make([]keyed, len(spans))
+	for i := range spans {
+		k := pathKey(&spans[i])
+		if x := spans[i].Path.Grant.ExpiresAt; x != nil {
 			k += "\x00" + x.String()
 		}
-		return k
+		ks[i] = keyed{k, spans[i]}
 	}
-	slices.SortFunc(spans, func(a, b graph.PathSpan) int {
-		if c := cmp.Compare(key(&a), key(&b)); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.From, b.From)
-	})
-	for i := range spans {
-		if n := len(out.Paths); n > 0 && key(&out.Paths[n-1]) == key(&spans[i]) && out.Paths[n-1].To >= spans[i].From {
-			out.Paths[n-1].To = max(out.Paths[n-1].To, spans[i].To)
+	slices.SortFunc(ks, func(a, b keyed) int { return cmp.Or(cmp.Compare(a.key, b.key), cmp.Compare(a.span.From, b.span.From)) })
+	for i := range ks {
+		if n := len(out.Paths); n > 0 && ks[i-1].key == ks[i].key && out.Paths[n-1].To >= ks[i].span.From {
+			out.Paths[n-1].To = max(out.Paths[n-1].To, ks[i].span.To)
 			continue
 		}
-		out.Paths = append(out.Paths, spans[i])
+		out.Paths = append(out.Paths, ks[i].span)
 	}
 	return out
 }

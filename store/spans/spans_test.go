@@ -14,77 +14,6 @@ import (
 	"github.com/whocould/whocould/store/spans"
 )
 
-// exported answers every question from the export of every principal (as known at the
-// question's known-at), through this package: what a store materialising the map answers when
-// it fetches every row.
-type exported struct {
-	g          *graph.Graph
-	principals []string
-}
-
-func build(t *testing.T, recs []event.Record) access.Querier {
-	g := graph.New()
-	g.ApplyBatch(recs)
-	var ps []string
-	for _, r := range recs {
-		d := &r.Data
-		for _, s := range []string{d.Principal, d.Member, d.Subject} {
-			if s != "" && event.KindOf(s) == event.KindPrincipal {
-				ps = append(ps, s)
-			}
-		}
-	}
-	slices.Sort(ps)
-	return &exported{g: g, principals: slices.Compact(ps)}
-}
-
-func (e *exported) all(q access.Query) []spans.Principal {
-	var out []spans.Principal
-	for _, p := range e.principals {
-		out = append(out, spans.Principal{Name: p, Export: e.g.Export(p, q.KnownAt)})
-	}
-	return out
-}
-
-func (e *exported) one(q access.Query) (spans.Principal, bool) {
-	known := slices.Contains(e.principals, q.Principal)
-	return spans.Principal{Name: q.Principal, Export: e.g.Export(q.Principal, q.KnownAt)}, known
-}
-
-func (e *exported) WhoCould(_ context.Context, q access.Query) (access.WhoCould, error) {
-	return spans.WhoCould(q, e.all(q)), nil
-}
-
-func (e *exported) WhatCould(_ context.Context, q access.Query) (access.WhatCould, error) {
-	p, _ := e.one(q)
-	return spans.WhatCould(q, p), nil
-}
-
-func (e *exported) Explain(_ context.Context, q access.Query) (access.Explain, error) {
-	p, known := e.one(q)
-	return spans.Explain(q, p, known), nil
-}
-
-func (e *exported) History(_ context.Context, q access.Query) (access.History, error) {
-	return spans.History(q, e.all(q)), nil
-}
-
-func TestDifferential(t *testing.T) {
-	difftest.Run(t, build, difftest.Options{History: randhist.Options{SingleTenant: true}, CompareHistory: true,
-		Questions: 200})
-}
-
-func TestScenarios(t *testing.T) {
-	scenario.Run(t, "../../testdata/scenarios", func(t *testing.T, recs []event.Record) access.Querier {
-		for _, r := range recs {
-			if r.TenantOrDefault() != event.DefaultTenant {
-				t.Skip("multi-tenant scenario: run by the store's tests")
-			}
-		}
-		return build(t, recs)
-	})
-}
-
 // joined answers every question by joining the map's parts (graph.Chains and the others) of
 // everything the records name, as known at the question's known-at: what a store keeping the
 // parts as rows answers when it fetches every row.
@@ -96,11 +25,16 @@ type joined struct {
 }
 
 func buildJoined(t *testing.T, recs []event.Record) access.Querier {
-	e := build(t, recs).(*exported)
-	j := &joined{g: e.g, principals: e.principals}
+	j := &joined{g: graph.New()}
+	j.g.ApplyBatch(recs)
 	seen := map[graph.GrantKey]bool{}
 	for _, r := range recs {
 		d := &r.Data
+		for _, s := range []string{d.Principal, d.Member, d.Subject} {
+			if s != "" && event.KindOf(s) == event.KindPrincipal {
+				j.principals = append(j.principals, s)
+			}
+		}
 		if d.Role != "" {
 			j.roles = append(j.roles, d.Role)
 		}
@@ -118,6 +52,8 @@ func buildJoined(t *testing.T, recs []event.Record) access.Querier {
 	}
 	slices.Sort(j.roles)
 	j.roles = slices.Compact(j.roles)
+	slices.Sort(j.principals)
+	j.principals = slices.Compact(j.principals)
 	return j
 }
 
@@ -163,12 +99,12 @@ func (j *joined) History(_ context.Context, q access.Query) (access.History, err
 	return spans.History(q, j.all(q)), nil
 }
 
-func TestDifferentialJoined(t *testing.T) {
+func TestDifferential(t *testing.T) {
 	difftest.Run(t, buildJoined, difftest.Options{History: randhist.Options{SingleTenant: true}, CompareHistory: true,
 		Questions: 200})
 }
 
-func TestScenariosJoined(t *testing.T) {
+func TestScenarios(t *testing.T) {
 	scenario.Run(t, "../../testdata/scenarios", func(t *testing.T, recs []event.Record) access.Querier {
 		for _, r := range recs {
 			if r.TenantOrDefault() != event.DefaultTenant {
