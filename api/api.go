@@ -66,13 +66,19 @@ type metrics struct {
 	latency  *prometheus.HistogramVec
 }
 
+// The defaults of Config.MaxBodyBytes and Config.MaxWait.
+const (
+	DefaultMaxBodyBytes = 16 << 20
+	DefaultMaxWait      = 10 * time.Second
+)
+
 // New checks cfg and builds the server.
 func New(cfg Config) (*Server, error) {
 	if cfg.MaxBodyBytes <= 0 {
-		cfg.MaxBodyBytes = 16 << 20
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	if cfg.MaxWait <= 0 {
-		cfg.MaxWait = 10 * time.Second
+		cfg.MaxWait = DefaultMaxWait
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -125,9 +131,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	return s, nil
 }
-
-// Registry is the registry /metrics serves.
-func (s *Server) Registry() *prometheus.Registry { return s.cfg.Registry }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }

@@ -182,11 +182,11 @@ func TestBadRequests(t *testing.T) {
 		{"wrong method", "DELETE", "/v1/events", writerSecret, "", "", 405, ""},
 		{"no such endpoint", "GET", "/v1/nothing", readerSecret, "", "", 404, ""},
 	}
-	if testing.Short() {
-		cases = cases[:3]
-	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			if testing.Short() && c.code == 503 {
+				t.Skip("waits for min_position to time out")
+			}
 			code, ans := s.do(t, c.method, c.path, c.secret, c.ctype, c.body)
 			msg, _ := ans["error"].(string)
 			if code != c.code || !strings.Contains(msg, c.msg) {

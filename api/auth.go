@@ -50,7 +50,7 @@ func (t Token) Validate() error {
 		return fmt.Errorf("token name %q: want a non-empty name without spaces or colons", t.Name)
 	}
 	if b, err := hex.DecodeString(t.SHA256); err != nil || len(b) != sha256.Size {
-		return fmt.Errorf("token %s: sha256: want 64 hex digits (the SHA-256 of the secret, see `whocould token hash`)", t.Name)
+		return fmt.Errorf("token %s: sha256: want 64 hex digits (the SHA-256 of the secret: printf %%s \"$SECRET\" | sha256sum)", t.Name)
 	}
 	if len(t.Scopes) == 0 {
 		return fmt.Errorf("token %s: scopes: none given (want some of %s)", t.Name, strings.Join(knownScopes, ", "))

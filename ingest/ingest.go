@@ -67,7 +67,7 @@ type Ingester struct {
 	dead    DeadLetters
 	l       *slog.Logger
 	metrics *Metrics // nil: not counted
-	// replaying is held while dead letters are replayed, one replay at a time.
+	// replaying is held while dead letters are listed and replayed, one replay at a time.
 	replaying sync.Mutex
 }
 
@@ -114,7 +114,14 @@ func (in *Ingester) ingest(ctx context.Context, source string, items []Item) (Re
 		entries []eventlog.Entry
 		types   []event.Type // of entries
 		letters []deadletter.Letter
+		counts  tally // nil: metrics off
 	)
+	if in.metrics != nil {
+		counts = tally{}
+		// Counted however the batch ends, as far as it got: its bad events, and the good ones
+		// once appended.
+		defer in.metrics.add(source, counts)
+	}
 	for i := range items {
 		it := &items[i]
 		data, err := check(it)
@@ -124,7 +131,7 @@ func (in *Ingester) ingest(ctx context.Context, source string, items []Item) (Re
 				id = it.Event.ID
 			}
 			res.Rejected = append(res.Rejected, Rejection{Index: i, Where: it.Where, ID: id, Error: err.Error()})
-			in.metrics.count(source, it.Event.Type, "dead_lettered")
+			counts.count(it.Event.Type, "dead_lettered")
 			letters = append(letters, deadletter.NewLetter(source, it.Where, id, it.Raw, err))
 			continue
 		}
@@ -148,10 +155,10 @@ func (in *Ingester) ingest(ctx context.Context, source string, items []Item) (Re
 		last = max(last, a.Position)
 		if a.Duplicate {
 			res.Duplicates++
-			in.metrics.count(source, types[i], "duplicate")
+			counts.count(types[i], "duplicate")
 			continue
 		}
-		in.metrics.count(source, types[i], "accepted")
+		counts.count(types[i], "accepted")
 		res.Accepted++
 		res.Position = max(res.Position, a.Position)
 	}

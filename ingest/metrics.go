@@ -50,9 +50,25 @@ func typeLabel(t event.Type) string {
 	return "unknown"
 }
 
-func (m *Metrics) count(source string, t event.Type, outcome string) {
-	if m == nil {
+// tally counts one batch's events by type label and outcome, for Metrics.add. A nil tally
+// (metrics off) counts nothing.
+type tally map[tallyKey]float64
+
+type tallyKey struct{ typ, outcome string }
+
+func (c tally) count(t event.Type, outcome string) {
+	if c != nil {
+		c[tallyKey{typeLabel(t), outcome}]++
+	}
+}
+
+// add counts a batch's tally from source, once per type and outcome.
+func (m *Metrics) add(source string, c tally) {
+	if m == nil || len(c) == 0 {
 		return
 	}
-	m.events.WithLabelValues(channelOf(source), typeLabel(t), outcome).Inc()
+	ch := channelOf(source)
+	for k, n := range c {
+		m.events.WithLabelValues(ch, k.typ, k.outcome).Add(n)
+	}
 }

@@ -70,6 +70,8 @@ func (r ReplayResult) Open() bool { return r.Status != deadletter.StatusReplayed
 // call (deadletter.ErrNotFound) before anything is replayed. The error is for a log or a
 // dead-letter file that failed: the results so far are returned with it.
 func (in *Ingester) Replay(ctx context.Context, dead ReplayStore, seqs []uint64) ([]ReplayResult, error) {
+	in.replaying.Lock()
+	defer in.replaying.Unlock()
 	var order []uint64
 	want := map[uint64]*deadletter.Letter{}
 	for _, s := range seqs {
@@ -104,6 +106,8 @@ func (in *Ingester) Replay(ctx context.Context, dead ReplayStore, seqs []uint64)
 
 // ReplayAll replays every open dead letter, oldest first, as Replay does.
 func (in *Ingester) ReplayAll(ctx context.Context, dead ReplayStore) ([]ReplayResult, error) {
+	in.replaying.Lock()
+	defer in.replaying.Unlock()
 	var letters []deadletter.Letter
 	err := dead.List(ctx, func(l deadletter.Letter) error {
 		if l.Status != deadletter.StatusReplayed {
@@ -117,9 +121,8 @@ func (in *Ingester) ReplayAll(ctx context.Context, dead ReplayStore) ([]ReplayRe
 	return in.replay(ctx, dead, letters)
 }
 
+// replay replays letters in order. in.replaying is held, from before they were listed.
 func (in *Ingester) replay(ctx context.Context, dead ReplayStore, letters []deadletter.Letter) ([]ReplayResult, error) {
-	in.replaying.Lock()
-	defer in.replaying.Unlock()
 	results := make([]ReplayResult, 0, len(letters))
 	for _, l := range letters {
 		r, err := in.replayOne(ctx, dead, l)
@@ -164,10 +167,6 @@ func (in *Ingester) replayOne(ctx context.Context, dead ReplayStore, l deadlette
 	res, pos, err := in.ingest(ctx, l.Source, items)
 	if err != nil {
 		return r, err
-	}
-	if len(res.Rejected) > 0 { // cannot be: every item was checked above
-		r.Outcome, r.Reason = ReplayStillBad, res.Rejected[0].Error
-		return r, nil
 	}
 	r.Accepted, r.Duplicates, r.Position = res.Accepted, res.Duplicates, pos
 	mark := deadletter.Replay{Seq: l.Seq, At: time.Now().UTC(), Position: pos, Duplicate: res.Accepted == 0}

@@ -293,18 +293,11 @@ func (p *Projector) Run(ctx context.Context) error {
 // applies twice changes nothing. failed, when set, hears of each failure. It returns nil when
 // ctx ends.
 func (p *Projector) RunRetrying(ctx context.Context, failed func(error)) error {
-	wait := backoff.Backoff{Min: 100 * time.Millisecond, Max: 10 * time.Second}
-	for {
-		err := p.Run(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		p.log.Error("projector stopped, starting it again", "error", err, "in", wait.Next())
-		if failed != nil {
-			failed(err)
-		}
-		if !wait.Wait(ctx) {
-			return nil
-		}
-	}
+	return backoff.Forever(ctx, backoff.Backoff{Min: 100 * time.Millisecond, Max: 10 * time.Second}, p.Run,
+		func(err error, wait time.Duration) {
+			p.log.Error("projector stopped, starting it again", "error", err, "in", wait)
+			if failed != nil {
+				failed(err)
+			}
+		})
 }

@@ -129,6 +129,25 @@ func (c *fakeClock) waitArmedUntil(t *testing.T, ok func(time.Time) bool) time.T
 	}
 }
 
+// waitDisarmed waits until no timer is armed: the scheduler's loop has stopped waiting on one.
+func (c *fakeClock) waitDisarmed(t *testing.T) {
+	t.Helper()
+	deadline := time.After(wait)
+	for {
+		c.mu.Lock()
+		n, ch := len(c.armed), c.changed
+		c.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatal("scheduler loop never disarmed its timer")
+		}
+	}
+}
+
 // tick waits for the loop to be waiting, moves the clock to its deadline, and waits until
 // the loop has processed the tick and armed its next timer. It returns the tick's time.
 func (c *fakeClock) tick(t *testing.T) time.Time {

@@ -40,8 +40,8 @@ random who-could questions at random past times. It removes its data directory a
 --data-dir is given.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "json" && output != "table" {
-				return usagef("-o %q: want json or table", output)
+			if err := checkOutput(output); err != nil {
+				return err
 			}
 			dir := g.dataDir
 			if !cmd.Flags().Changed("data-dir") {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/whocould/whocould/access"
+	"github.com/whocould/whocould/internal/backoff"
 )
 
 // apiClient talks to a running whocould service (`--server URL`), with the token of --token
@@ -48,7 +49,7 @@ func (e *apiError) Error() string { return fmt.Sprintf("server answered %d: %s",
 // tries again, with back-off, when the server cannot be reached or answers 503 (every call it
 // makes is idempotent). 4xx answers come back as *apiError, a usage error.
 func (c *apiClient) do(ctx context.Context, method, path, contentType string, body []byte, want int, out any) error {
-	wait := 200 * time.Millisecond
+	wait := backoff.Backoff{Min: 200 * time.Millisecond, Max: 10 * time.Second}
 	for attempt := 1; ; attempt++ {
 		req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
 		if err != nil {
@@ -65,9 +66,7 @@ func (c *apiClient) do(ctx context.Context, method, path, contentType string, bo
 			resp.Body.Close()
 		}
 		retry := err != nil || resp.StatusCode == http.StatusServiceUnavailable
-		if retry && attempt < 6 && ctx.Err() == nil {
-			time.Sleep(wait)
-			wait *= 2
+		if retry && attempt < 6 && wait.Wait(ctx) {
 			continue
 		}
 		if err != nil {
@@ -113,15 +112,14 @@ func (r remoteQuerier) ask(ctx context.Context, what string, q access.Query, out
 	set("principal", q.Principal)
 	set("action", q.Action)
 	set("resource", q.Resource)
-	stamp := func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 	if what == access.AskHistory {
-		set("from", stamp(q.From))
-		set("to", stamp(q.To))
+		set("from", fmtTime(q.From))
+		set("to", fmtTime(q.To))
 	} else {
-		set("at", stamp(q.At))
+		set("at", fmtTime(q.At))
 	}
 	if q.KnownAt != nil {
-		set("known_at", stamp(*q.KnownAt))
+		set("known_at", fmtTime(*q.KnownAt))
 	}
 	return r.c.do(ctx, http.MethodGet, "/v1/"+what+"?"+v.Encode(), "", nil, http.StatusOK, out)
 }

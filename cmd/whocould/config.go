@@ -98,7 +98,7 @@ type apiConfig struct {
 	// Listen address (default 127.0.0.1:8080).
 	Listen string     `yaml:"listen"`
 	TLS    *tlsConfig `yaml:"tls"` // cert_file and key_file: serve HTTPS
-	// Tokens, stored hashed (see `whocould token`). WHOCOULD_ADMIN_TOKEN adds an admin token;
+	// Tokens, stored hashed (printf %s "$SECRET" | sha256sum). WHOCOULD_ADMIN_TOKEN adds an admin token;
 	// with none at all, serve makes one and writes it to DATA/admin-token.
 	Tokens       []api.Token   `yaml:"tokens"`
 	MaxBodyBytes int64         `yaml:"max_body_bytes"`
@@ -166,10 +166,10 @@ func (c *serveConfig) defaults() {
 		c.API.Listen = "127.0.0.1:8080"
 	}
 	if c.API.MaxBodyBytes <= 0 {
-		c.API.MaxBodyBytes = 16 << 20
+		c.API.MaxBodyBytes = api.DefaultMaxBodyBytes
 	}
 	if c.API.MaxWait <= 0 {
-		c.API.MaxWait = 10 * time.Second
+		c.API.MaxWait = api.DefaultMaxWait
 	}
 }
 

@@ -21,11 +21,7 @@ import (
 	"github.com/whocould/whocould/ingest"
 )
 
-// dlFlags are what every deadletter command shares.
-type dlFlags struct{}
-
 func newDeadLetter(g *globals) *cobra.Command {
-	f := &dlFlags{}
 	cmd := &cobra.Command{
 		Use:   "deadletter",
 		Short: "List, show and replay the dead letters: events that could not be taken",
@@ -37,11 +33,11 @@ bad stays open with the reason why.
 They work on --data-dir, or on a running whocould with --server URL and an admin token (--token
 or WHOCOULD_TOKEN).`,
 	}
-	cmd.AddCommand(newDLList(g, f), newDLShow(g, f), newDLReplay(g, f))
+	cmd.AddCommand(newDLList(g), newDLShow(g), newDLReplay(g))
 	return cmd
 }
 
-func newDLList(g *globals, f *dlFlags) *cobra.Command {
+func newDLList(g *globals) *cobra.Command {
 	var status, output string
 	cmd := &cobra.Command{
 		Use:   "list [--status open|replayed|all] [-o json|table]",
@@ -54,7 +50,7 @@ func newDLList(g *globals, f *dlFlags) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			b, err := f.open(cmd.Context(), g, false)
+			b, err := openLetters(cmd.Context(), g, false)
 			if err != nil {
 				return err
 			}
@@ -79,7 +75,7 @@ func newDLList(g *globals, f *dlFlags) *cobra.Command {
 	return cmd
 }
 
-func newDLShow(g *globals, f *dlFlags) *cobra.Command {
+func newDLShow(g *globals) *cobra.Command {
 	var (
 		output string
 		raw    bool
@@ -99,7 +95,7 @@ func newDLShow(g *globals, f *dlFlags) *cobra.Command {
 			if raw && output == "json" {
 				return usagef("--raw and -o json: give one of them")
 			}
-			b, err := f.open(cmd.Context(), g, false)
+			b, err := openLetters(cmd.Context(), g, false)
 			if err != nil {
 				return err
 			}
@@ -124,7 +120,7 @@ func newDLShow(g *globals, f *dlFlags) *cobra.Command {
 	return cmd
 }
 
-func newDLReplay(g *globals, f *dlFlags) *cobra.Command {
+func newDLReplay(g *globals) *cobra.Command {
 	var (
 		output string
 		all    bool
@@ -155,7 +151,7 @@ Exits 0 when every letter asked for is replayed, 2 when some stay open (their re
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			b, err := f.open(cmd.Context(), g, true)
+			b, err := openLetters(cmd.Context(), g, true)
 			if err != nil {
 				return err
 			}
@@ -216,7 +212,7 @@ type letterStore interface {
 
 // open opens the letters: on the server when --server is given, else in the data directory
 // (with the whole pipeline when replaying, else only the dead-letter file).
-func (f *dlFlags) open(ctx context.Context, g *globals, replay bool) (letterStore, error) {
+func openLetters(ctx context.Context, g *globals, replay bool) (letterStore, error) {
 	c, err := g.client()
 	if err != nil {
 		return nil, err

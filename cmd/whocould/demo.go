@@ -223,7 +223,7 @@ func runDemo(ctx context.Context, g *globals, cfg serveConfig, h *demo.History, 
 		return errors.Join(err, stopService())
 	}
 	prog.set("ingesting and projecting")
-	accepted, err := waitSettled(ctx, srv.stack)
+	accepted, err := waitSettled(ctx, srv.stack, cfg.NATS.Inbox.Stream)
 	prog.done()
 	if err != nil {
 		return errors.Join(err, stopService())
@@ -305,9 +305,9 @@ func publishDemo(ctx context.Context, url string, evs []event.Event, progress fu
 	return nil
 }
 
-// waitSettled waits until the service has taken everything from its inbox and projected it,
-// and returns how many events the log holds.
-func waitSettled(ctx context.Context, s *stack) (uint64, error) {
+// waitSettled waits until the service has taken everything from its inbox (the stream) and
+// projected it, and returns how many events the log holds.
+func waitSettled(ctx context.Context, s *stack, stream string) (uint64, error) {
 	js, err := jetstream.New(s.nc)
 	if err != nil {
 		return 0, err
@@ -316,8 +316,8 @@ func waitSettled(ctx context.Context, s *stack) (uint64, error) {
 	defer tick.Stop()
 	for {
 		pending := uint64(0)
-		for _, name := range []string{"whocould-ingest-changes", "whocould-ingest-decisions"} {
-			c, err := js.Consumer(ctx, "WHOCOULD_IN", name)
+		for _, part := range inboxParts {
+			c, err := js.Consumer(ctx, stream, inboxConsumer(part))
 			if err != nil {
 				return 0, err
 			}
@@ -455,20 +455,12 @@ func freshDemoDatabase(ctx context.Context, c clickhouse.Config, reset bool) err
 	if ours {
 		stmts = append([]string{"DROP DATABASE IF EXISTS " + c.Database}, stmts...)
 		// The databases of its rebuilds (whocould rebuild) go with it.
-		if slices.Contains(tables, "store_generation") {
-			gens, err := conn.Query(ctx, "SELECT DISTINCT database FROM "+c.Database+".store_generation")
-			if err != nil {
-				return fmt.Errorf("%s: list its rebuilds: %w", where, err)
-			}
-			for gens.Next() {
-				var g string
-				if err := gens.Scan(&g); err != nil {
-					gens.Close()
-					return fmt.Errorf("%s: list its rebuilds: %w", where, err)
-				}
-				stmts = append([]string{"DROP DATABASE IF EXISTS " + g}, stmts...)
-			}
-			gens.Close()
+		gens, err := clickhouse.Rebuilds(ctx, conn, c.Database)
+		if err != nil {
+			return fmt.Errorf("%s: list its rebuilds: %w", where, err)
+		}
+		for _, g := range gens {
+			stmts = append([]string{"DROP DATABASE IF EXISTS " + g}, stmts...)
 		}
 	}
 	for _, q := range stmts {

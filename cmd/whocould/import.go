@@ -38,8 +38,8 @@ refuses, and import returns once every accepted event is durable in its log.`,
 			if format != "canonical" {
 				return usagef("--format %q: only canonical (CloudEvents) is supported so far", format)
 			}
-			if output != "table" && output != "json" {
-				return usagef("-o %q: want json or table", output)
+			if err := checkOutput(output); err != nil {
+				return err
 			}
 			c, err := g.client()
 			if err != nil {

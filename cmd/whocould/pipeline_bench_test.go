@@ -72,9 +72,9 @@ func inProcess(b *testing.B, kafkaBrokers []string) (served, func()) {
 
 func waitPosition(b *testing.B, s served, pos uint64) {
 	deadline := time.Now().Add(5 * time.Minute)
-	for s.position() < pos {
+	for s.stack.projected() < pos {
 		if time.Now().After(deadline) {
-			b.Fatalf("projection at %d of %d after 5 minutes", s.position(), pos)
+			b.Fatalf("projection at %d of %d after 5 minutes", s.stack.projected(), pos)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -243,7 +243,7 @@ func BenchmarkLatency(b *testing.B) {
 			next := 0
 			deadline := time.Now().Add(time.Minute)
 			for next < n && time.Now().Before(deadline) {
-				pos := int(s.position())
+				pos := int(s.stack.projected())
 				now := time.Now()
 				for ; next < min(pos, n); next++ {
 					seen[next] = now

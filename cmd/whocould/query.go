@@ -38,8 +38,8 @@ func newQuery(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if f.output != "json" && f.output != "table" {
-					return usagef("-o %q: want json or table", f.output)
+				if err := checkOutput(f.output); err != nil {
+					return err
 				}
 				c, err := g.client()
 				if err != nil {

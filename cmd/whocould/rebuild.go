@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/whocould/whocould/projector"
+	"github.com/whocould/whocould/store"
 	"github.com/whocould/whocould/store/clickhouse"
 	"github.com/whocould/whocould/store/embedded"
 )
@@ -30,19 +31,22 @@ the current store as it was.
 With --store clickhouse://..., the fresh store is a new database beside the live one (DB_gN);
 the swap is one insert into the catalog database, atomic for every process reading the store
 (each question is asked wholly on the old store or wholly on the new). The old database is
-dropped --grace after the swap, once the questions asked on it are done. A projector still
-writing into the old one goes on from the new one's checkpoint.`,
+dropped --grace after the swap, once the questions asked on it are done. Rebuild reads the log
+of --data-dir and takes its lock: the serve process on that data directory must be stopped, while
+processes answering from the database alone (--target api) keep serving throughout. A projector
+that wrote into the old database goes on, at its next write, from the new one's checkpoint.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cmd.Flags().Changed("store") {
-				sc, err := parseStoreFlag(storeFlag)
-				if err != nil {
+				var c serveConfig
+				if err := c.setStore(storeFlag, true, os.Getenv); err != nil {
 					return err
 				}
-				sc.defaults()
-				sc.applyEnv(os.Getenv)
-				if sc.isClickHouse() {
-					return runRebuildClickHouse(cmd.Context(), g, sc, grace, cmd.OutOrStdout())
+				if err := c.Store.Validate(); err != nil {
+					return usagef("%v", err)
+				}
+				if c.Store.isClickHouse() {
+					return runRebuildClickHouse(cmd.Context(), g, c.Store, grace, cmd.OutOrStdout())
 				}
 			}
 			return runRebuild(cmd.Context(), g, cmd.OutOrStdout())
@@ -61,25 +65,18 @@ func runRebuildClickHouse(ctx context.Context, g *globals, sc storeConfig, grace
 	}
 	defer s.close()
 	start := time.Now()
-	cfg := *sc.ClickHouse
-	cfg.Logger = g.logger
-	live, err := clickhouse.Open(ctx, cfg)
+	st, err := openStore(ctx, sc, g.dataDir, g.logger)
 	if err != nil {
 		return fmt.Errorf("rebuild: %w", err)
 	}
-	defer live.Close()
+	defer st.Close()
+	live := st.(*clickhouse.Store)
 	fresh, err := live.NewGeneration(ctx)
 	if err != nil {
 		return fmt.Errorf("rebuild: %w", err)
 	}
 	defer fresh.Close()
-	prog := newProgress()
-	prog.set("rebuilding into " + fresh.Database())
-	p := projector.New(s.log, fresh, rejects{s.dead}, projector.Config{Logger: g.logger, Progress: func(done, last uint64) {
-		prog.update(int64(done), int64(last), "events")
-	}})
-	n, err := p.CatchUp(ctx)
-	prog.done()
+	n, pos, err := replayAll(ctx, g, s, fresh, "rebuilding into "+fresh.Database())
 	if err != nil {
 		return fmt.Errorf("rebuild: %w (the live store %s is unchanged)", err, live.Database())
 	}
@@ -92,7 +89,7 @@ func runRebuildClickHouse(ctx context.Context, g *globals, sc storeConfig, grace
 	}
 	took := time.Since(start)
 	fmt.Fprintf(stdout, "rebuilt the store from %d events (log position %d) into %s in %s (%.0f events/s); it replaces %s\n",
-		n, p.Position(), fresh.Database(), took.Round(time.Millisecond), float64(n)/max(took.Seconds(), 1e-3), old)
+		n, pos, fresh.Database(), took.Round(time.Millisecond), float64(n)/max(took.Seconds(), 1e-3), old)
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
@@ -121,13 +118,7 @@ func runRebuild(ctx context.Context, g *globals, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("rebuild: %w", err)
 	}
-	prog := newProgress()
-	prog.set("rebuilding")
-	p := projector.New(s.log, ns, rejects{s.dead}, projector.Config{Logger: g.logger, Progress: func(done, last uint64) {
-		prog.update(int64(done), int64(last), "events")
-	}})
-	n, err := p.CatchUp(ctx)
-	prog.done()
+	n, pos, err := replayAll(ctx, g, s, ns, "rebuilding")
 	if err != nil {
 		return fmt.Errorf("rebuild: %w", err)
 	}
@@ -136,8 +127,21 @@ func runRebuild(ctx context.Context, g *globals, stdout io.Writer) error {
 	}
 	took := time.Since(start)
 	fmt.Fprintf(stdout, "rebuilt the store from %d events (log position %d) in %s (%.0f events/s)\n",
-		n, p.Position(), took.Round(time.Millisecond), float64(n)/max(took.Seconds(), 1e-3))
+		n, pos, took.Round(time.Millisecond), float64(n)/max(took.Seconds(), 1e-3))
 	return nil
+}
+
+// replayAll replays s's whole log into st, showing progress under label, and returns how many
+// events it applied and the log position reached.
+func replayAll(ctx context.Context, g *globals, s *stack, st store.Store, label string) (int, uint64, error) {
+	prog := newProgress()
+	prog.set(label)
+	p := projector.New(s.log, st, rejects{s.dead}, projector.Config{Logger: g.logger, Progress: func(done, last uint64) {
+		prog.update(int64(done), int64(last), "events")
+	}})
+	n, err := p.CatchUp(ctx)
+	prog.done()
+	return n, p.Position(), err
 }
 
 // swapDirs replaces dir by fresh: dir is moved aside, fresh renamed into its place, the old one

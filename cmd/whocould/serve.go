@@ -88,11 +88,10 @@ configured at all, serve makes one and writes it to DATA/admin-token (mode 0600)
 
 // served is what a running service tells whoever started it (the demo, tests).
 type served struct {
-	APIURL   string
-	NATSURL  string // "" when the embedded server does not listen
-	Token    string // the admin token serve made or was given, "" when configured hashed
-	position func() uint64
-	stack    *stack
+	APIURL  string
+	NATSURL string // "" when the embedded server does not listen
+	Token   string // the admin token serve made or was given, "" when configured hashed
+	stack   *stack
 }
 
 // serveHooks let another command (the demo) run the service.
@@ -103,9 +102,10 @@ type serveHooks struct {
 	lock *os.File
 }
 
-// runServe runs the service until ctx ends, then shuts down in order: the API stops taking
-// calls and finishes the ones in hand, the sources finish their batch, the audit appends what
-// it holds, the projector applies what it read and checkpoints.
+// runServe runs the service until ctx ends, then shuts down: the API stops taking calls and
+// finishes the ones in hand; then, together, the sources finish their batch, the audit appends
+// what it holds and the projector applies what it read and checkpoints (what lands in the log
+// after it stopped is projected at the next start).
 func runServe(ctx context.Context, cfg serveConfig, logger *slog.Logger, hooks serveHooks) error {
 	// The store is opened by the processes that project or answer; only the projector writes it.
 	opts := stackOptions{lock: hooks.lock, store: cfg.Store, progress: func(done, last uint64) {
@@ -184,7 +184,7 @@ func runServe(ctx context.Context, cfg serveConfig, logger *slog.Logger, hooks s
 	auditCtx, stopAudit := context.WithCancel(context.Background())
 	defer stopAudit()
 	var httpSrv *http.Server
-	info := served{Token: adminSecret, position: s.projected, stack: s}
+	info := served{Token: adminSecret, stack: s}
 	if s.nats != nil {
 		info.NATSURL = s.nats.ClientURL()
 	}
@@ -268,17 +268,11 @@ func serveDone(err error, failed chan<- error) {
 // keepRunning runs src until ctx ends, starting it again (with back-off) after a failure: a
 // failed batch was not acknowledged and comes again.
 func keepRunning(ctx context.Context, src ingest.Source, h ingest.Handler, logger *slog.Logger) error {
-	wait := backoff.Backoff{Min: 100 * time.Millisecond, Max: 10 * time.Second}
-	for {
-		err := src.Run(ctx, h)
-		if ctx.Err() != nil {
-			return nil
-		}
-		logger.Warn("source stopped, starting it again", "source", src.Name(), "error", err, "in", wait.Next())
-		if !wait.Wait(ctx) {
-			return nil
-		}
-	}
+	return backoff.Forever(ctx, backoff.Backoff{Min: 100 * time.Millisecond, Max: 10 * time.Second},
+		func(ctx context.Context) error { return src.Run(ctx, h) },
+		func(err error, wait time.Duration) {
+			logger.Warn("source stopped, starting it again", "source", src.Name(), "error", err, "in", wait)
+		})
 }
 
 // serviceHealth is what /readyz reports: not ready while the projector keeps failing (it is
@@ -309,15 +303,21 @@ func (h *serviceHealth) ready(ctx context.Context) error {
 	return fmt.Errorf("the projector failed (%v) and has not caught up yet (position %d of %d)", *p, h.stack.proj.Position(), last)
 }
 
+// inboxParts are the parts of the NATS inbox, each read by a consumer of its own (inboxConsumer):
+// changes and decisions travel apart.
+var inboxParts = []string{"changes", "decisions"}
+
+func inboxConsumer(part string) string { return "whocould-ingest-" + part }
+
 // serveSources are the sources the ingest target reads: the NATS inbox (changes and decisions
 // with a consumer each) and the Kafka topics, when configured.
 func serveSources(cfg serveConfig, s *stack, logger *slog.Logger) ([]ingest.Source, error) {
 	in := cfg.NATS.Inbox
 	var out []ingest.Source
-	for _, part := range []string{"changes", "decisions"} {
+	for _, part := range inboxParts {
 		src, err := natssource.New(s.nc, natssource.Config{
 			Stream: in.Stream, Subjects: in.Subjects, CreateStream: *in.Create, Batch: in.Batch,
-			FilterSubject: "whocould.in." + part + ".>", Consumer: "whocould-ingest-" + part, Logger: logger,
+			FilterSubject: "whocould.in." + part + ".>", Consumer: inboxConsumer(part), Logger: logger,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("nats.inbox: %w", err)

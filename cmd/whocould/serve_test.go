@@ -610,7 +610,7 @@ func TestQueryServer(t *testing.T) {
 	}
 	r = mustRun(t, 0, "", nil, "query", "explain", "--server", p.api, "--token", p.token,
 		"--principal", "user:ann", "--action", "db.table.drop", "--resource", "db:prod/orders", "--at", "2026-01-06T02:14:00Z")
-	if !strings.Contains(r.stdout, "user:ann") {
+	if !strings.Contains(r.stdout, "user:ann (active) could do db.table.drop") {
 		t.Fatalf("explain --server table:\n%s", r.stdout)
 	}
 	for _, args := range [][]string{{"rebuild"}, {"bench"}} {

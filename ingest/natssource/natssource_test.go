@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -105,9 +104,4 @@ func TestConformance(t *testing.T) {
 			b.start(t)
 		},
 	})
-}
-
-func TestMain(m *testing.M) {
-	sourcetest.Timeout = 30 * time.Second
-	os.Exit(m.Run())
 }

@@ -44,3 +44,21 @@ func (b *Backoff) Wait(ctx context.Context) bool {
 		return false
 	}
 }
+
+// Forever runs run until ctx ends, starting it again after each failure (a return before ctx
+// ended) once b's wait has passed; failed, when set, hears of each failure and the wait before
+// the next run. It returns nil when ctx ends.
+func Forever(ctx context.Context, b Backoff, run func(context.Context) error, failed func(err error, wait time.Duration)) error {
+	for {
+		err := run(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if failed != nil {
+			failed(err, b.Next())
+		}
+		if !b.Wait(ctx) {
+			return nil
+		}
+	}
+}

@@ -103,6 +103,31 @@ func (s *Store) follow(ctx context.Context) error {
 	return fmt.Errorf("%w: now on database %s at position %d", ErrReplaced, db, ck.position)
 }
 
+// Rebuilds lists the databases rebuilds made for the store whose catalog is database catalog
+// (DB_g1, DB_g2, ...: live or not yet dropped), asking on conn; none when the catalog has no
+// store_generation table.
+func Rebuilds(ctx context.Context, conn driver.Conn, catalog string) ([]string, error) {
+	var have uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name = 'store_generation'", catalog).
+		Scan(&have); err != nil || have == 0 {
+		return nil, err
+	}
+	rows, err := conn.Query(ctx, "SELECT DISTINCT database FROM "+catalog+".store_generation")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var dbs []string
+	for rows.Next() {
+		var db string
+		if err := rows.Scan(&db); err != nil {
+			return nil, err
+		}
+		dbs = append(dbs, db)
+	}
+	return dbs, rows.Err()
+}
+
 // Database is the database this store writes into: the live generation's when it was opened.
 func (s *Store) Database() string { return s.db }
 
