@@ -287,7 +287,9 @@ func publishDemo(ctx context.Context, url string, evs []event.Event, progress fu
 		if evs[i].Type == event.Decision {
 			subject = "whocould.in.decisions." + token.Replace(evs[i].Data.Principal)
 		}
-		if _, err := js.PublishAsync(subject, b); err != nil {
+		// With 2000 unacknowledged, wait for acks (a loaded machine acks slowly) rather than
+		// fail after the default 200ms.
+		if _, err := js.PublishAsync(subject, b, jetstream.WithStallWait(30*time.Second)); err != nil {
 			return fmt.Errorf("publish: %w", err)
 		}
 		if i%1000 == 999 {
