@@ -38,7 +38,9 @@ type Config struct {
 	Ready       func(ctx context.Context) error
 	Ingest      *ingest.Ingester
 	DeadLetters DeadLetters
-	Tokens      []Token
+	// Findings serves the analyzers' findings (nil: their endpoints are left out).
+	Findings Findings
+	Tokens   []Token
 	// Audit records every call (nil: not recorded).
 	Audit *Audit
 	// Registry receives the API's metrics and is what /metrics serves (nil: a new one).
@@ -123,6 +125,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Ingest != nil {
 		s.route("POST /v1/events", ScopeEventsWrite, s.postEvents)
+	}
+	if cfg.Findings != nil {
+		s.findingRoutes()
 	}
 	if cfg.DeadLetters != nil {
 		if err := s.deadLetterRoutes(); err != nil {

@@ -15,10 +15,13 @@ const (
 	ScopeEventsWrite = "events:write" // POST /v1/events
 	ScopeRead        = "read"         // the queries
 	ScopeReports     = "reports"      // evidence packs
-	ScopeAdmin       = "admin"        // everything, dead letters included
+	// ScopeFindingsWrite acknowledges and suppresses findings and runs the analyzers (reading
+	// findings needs only read).
+	ScopeFindingsWrite = "findings:write"
+	ScopeAdmin         = "admin" // everything, dead letters included
 )
 
-var knownScopes = []string{ScopeEventsWrite, ScopeRead, ScopeReports, ScopeAdmin}
+var knownScopes = []string{ScopeEventsWrite, ScopeRead, ScopeReports, ScopeFindingsWrite, ScopeAdmin}
 
 // Token is an API token as the configuration keeps it: never the secret, only its SHA-256.
 type Token struct {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/whocould/whocould/access"
 	"github.com/whocould/whocould/event"
+	"github.com/whocould/whocould/finding"
 )
 
 // ErrNotFound is returned when a named thing does not exist.
@@ -34,19 +35,33 @@ type Reader interface {
 	Position(ctx context.Context) (uint64, error)
 	// Decisions calls fn for each decision matching q, in event-time order.
 	Decisions(ctx context.Context, q DecisionQuery, fn func(Decision) error) error
-	// Usage lists the allowed use of each (principal, action, resource) matching q: when it was
-	// last used and how often.
+	// Usage lists the use of each (principal, action, resource) matching q: when it was first
+	// and last used and how often. An empty q.Effect counts allowed decisions; q.From and q.To
+	// bound the decisions counted.
 	Usage(ctx context.Context, q DecisionQuery) ([]Use, error)
+	// Events calls fn with each event of tenant that is not a decision (the change and approval
+	// events, with their actors and approvals), in log order, up to Position.
+	Events(ctx context.Context, tenant string, fn func(event.Record) error) error
+	// Findings lists the analyzers' findings of tenant, sorted by id.
+	Findings(ctx context.Context, tenant string) ([]finding.Finding, error)
 	// Approval is the approval request named request, or ErrNotFound.
 	Approval(ctx context.Context, tenant, request string) (Approval, error)
 	// Tenants lists the tenants that have any event.
 	Tenants(ctx context.Context) ([]string, error)
 }
 
+// FindingWriter records the analyzers' findings.
+type FindingWriter interface {
+	// PutFindings stores findings of tenant, replacing those with the same id. It is durable
+	// when it returns.
+	PutFindings(ctx context.Context, tenant string, fs []finding.Finding) error
+}
+
 // Store is both sides.
 type Store interface {
 	Reader
 	Writer
+	FindingWriter
 	Close() error
 }
 

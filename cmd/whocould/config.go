@@ -8,13 +8,16 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/whocould/whocould/analyzer"
 	"github.com/whocould/whocould/api"
+	"github.com/whocould/whocould/schedule"
 )
 
 // Targets: the parts of whocould one process runs.
@@ -22,9 +25,10 @@ const (
 	targetIngest    = "ingest"
 	targetProjector = "projector"
 	targetAPI       = "api"
+	targetAnalyzer  = "analyzer"
 )
 
-var allTargets = []string{targetIngest, targetProjector, targetAPI}
+var allTargets = []string{targetIngest, targetProjector, targetAPI, targetAnalyzer}
 
 // serveConfig is `whocould serve`'s configuration (YAML, every key optional). No file at all is
 // the embedded all-in-one: every target in one process, the embedded NATS server holding the
@@ -34,7 +38,7 @@ type serveConfig struct {
 	// DataDir holds the embedded NATS server's files, the log's index, the embedded store and
 	// the dead letters (default ./whocould-data).
 	DataDir string `yaml:"data_dir"`
-	// Targets to run (default all): ingest, projector, api.
+	// Targets to run (default all): ingest, projector, api, analyzer.
 	Targets  []string     `yaml:"targets"`
 	LogLevel string       `yaml:"log_level"`
 	NATS     natsConfig   `yaml:"nats"`
@@ -44,6 +48,11 @@ type serveConfig struct {
 	Store    storeConfig   `yaml:"store"`
 	API      apiConfig     `yaml:"api"`
 	Shutdown time.Duration `yaml:"shutdown_timeout"`
+	// Analyzer is when the analyzers run and what they judge by (the analyzer target, and
+	// `whocould analyze --config`); its baseline path is relative to the config file.
+	Analyzer analyzer.Config `yaml:"analyzer"`
+	// dir is the config file's directory ("" without a file).
+	dir string
 }
 
 type natsConfig struct {
@@ -119,6 +128,9 @@ func loadServeConfig(path string) (serveConfig, error) {
 			return c, usagef("config %s: %v", path, strings.TrimPrefix(err.Error(), "yaml: "))
 		}
 	}
+	if path != "" {
+		c.dir = filepath.Dir(path)
+	}
 	c.defaults()
 	return c, nil
 }
@@ -162,6 +174,10 @@ func (c *serveConfig) defaults() {
 		}
 	}
 	c.Store.defaults()
+	c.Analyzer.Defaults()
+	if c.Analyzer.Baseline != "" && c.dir != "" && !filepath.IsAbs(c.Analyzer.Baseline) {
+		c.Analyzer.Baseline = filepath.Join(c.dir, c.Analyzer.Baseline)
+	}
 	if c.API.Listen == "" {
 		c.API.Listen = "127.0.0.1:8080"
 	}
@@ -184,6 +200,16 @@ func (c serveConfig) Validate() error {
 	}
 	if err := c.Store.Validate(); err != nil {
 		return err
+	}
+	if c.has(targetAnalyzer) && !c.has(targetProjector) && !c.Store.isClickHouse() {
+		return errors.New("targets: analyzer without projector needs a store shared between processes: set store.backend: clickhouse " +
+			"(or --store clickhouse://host:port/database), or run analyzer and projector together")
+	}
+	if err := c.Analyzer.Validate(); err != nil {
+		return fmt.Errorf("analyzer: %w", err)
+	}
+	if _, err := schedule.ParseSpec(c.Analyzer.Schedule); err != nil {
+		return fmt.Errorf("analyzer: schedule: %w", err)
 	}
 	if c.has(targetAPI) && !c.has(targetProjector) && !c.Store.isClickHouse() {
 		return errors.New("targets: api without projector needs a store shared between processes: set store.backend: clickhouse " +

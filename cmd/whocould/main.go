@@ -100,7 +100,7 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
 	root.PersistentFlags().StringVar(&g.server, "server", "", "work against a running whocould at this URL (e.g. http://127.0.0.1:8080) instead of --data-dir")
 	root.PersistentFlags().StringVar(&g.token, "token", "", "API token for --server (default $WHOCOULD_TOKEN)")
-	root.AddCommand(newImport(g), newQuery(g), newRebuild(g), newDemo(g), newBench(g), newServe(g), newDeadLetter(g), newHealthcheck())
+	root.AddCommand(newImport(g), newQuery(g), newRebuild(g), newDemo(g), newBench(g), newServe(g), newDeadLetter(g), newAnalyze(g), newFindings(g), newHealthcheck())
 	// Cobra adds these when executing; add them now so that they get the treatment below.
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
@@ -180,7 +180,7 @@ func strictHelp(help *cobra.Command) {
 func worksRemotely(cmd *cobra.Command) bool {
 	for c := cmd; c != nil; c = c.Parent() {
 		switch c.Name() {
-		case "import", "query", "deadletter":
+		case "import", "query", "deadletter", "analyze", "findings":
 			return true
 		}
 	}

@@ -20,11 +20,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
+	"github.com/whocould/whocould/analyzer"
 	"github.com/whocould/whocould/api"
 	"github.com/whocould/whocould/ingest"
 	"github.com/whocould/whocould/ingest/kafkasource"
 	"github.com/whocould/whocould/ingest/natssource"
 	"github.com/whocould/whocould/internal/backoff"
+	"github.com/whocould/whocould/schedule"
 )
 
 func newServe(g *globals) *cobra.Command {
@@ -35,7 +37,7 @@ func newServe(g *globals) *cobra.Command {
 		storeFlag  string
 	)
 	cmd := &cobra.Command{
-		Use:   "serve [--config FILE] [--target ingest,projector,api] [--listen ADDR] [--store embedded|clickhouse://...]",
+		Use:   "serve [--config FILE] [--target ingest,projector,api,analyzer] [--listen ADDR] [--store embedded|clickhouse://...]",
 		Short: "Run whocould as a service: ingest from NATS (and Kafka), project, serve the HTTP API",
 		Long: `Serve runs whocould as a service. With no configuration it is the embedded all-in-one: the NATS
 server (JetStream) holding the event log and the producers' inbox, listening on 127.0.0.1:4222;
@@ -80,7 +82,7 @@ configured at all, serve makes one and writes it to DATA/admin-token (mode 0600)
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "YAML configuration file (none: the embedded all-in-one)")
-	cmd.Flags().StringVar(&targets, "target", "", "targets to run, comma-separated: ingest, projector, api (default all)")
+	cmd.Flags().StringVar(&targets, "target", "", "targets to run, comma-separated: ingest, projector, api, analyzer (default all)")
 	cmd.Flags().StringVar(&listen, "listen", "", "API listen address (default 127.0.0.1:8080)")
 	addStoreFlag(cmd, &storeFlag)
 	return cmd
@@ -111,7 +113,7 @@ func runServe(ctx context.Context, cfg serveConfig, logger *slog.Logger, hooks s
 	opts := stackOptions{lock: hooks.lock, store: cfg.Store, progress: func(done, last uint64) {
 		logger.Info("catching up with the log", "position", done, "last", last)
 	}}
-	opts.noStore = !cfg.has(targetProjector) && !cfg.has(targetAPI)
+	opts.noStore = !cfg.has(targetProjector) && !cfg.has(targetAPI) && !cfg.has(targetAnalyzer)
 	opts.noProjector = !cfg.has(targetProjector)
 	if cfg.NATS.URL != "" {
 		opts.natsConnect = func() (*nats.Conn, error) { return connectNATS(cfg.NATS, logger) }
@@ -181,6 +183,21 @@ func runServe(ctx context.Context, cfg serveConfig, logger *slog.Logger, hooks s
 			run(srcCtx, "source "+src.Name(), func(ctx context.Context) error { return keepRunning(ctx, src, s.ingest.Handle, logger) })
 		}
 	}
+	// The analyzers: on their schedule with the analyzer target; on demand (POST /v1/analyze)
+	// and for the findings' lifecycle wherever the store is open.
+	var findings *analyzer.Service
+	var sched *schedule.Scheduler
+	if s.store != nil {
+		findings = &analyzer.Service{Analyzer: &analyzer.Analyzer{Store: s.store, Config: &cfg.Analyzer, Log: logger}}
+	}
+	if cfg.has(targetAnalyzer) {
+		if sched, err = analyzerSchedule(cfg, findings, logger, reg); err != nil {
+			return err
+		}
+		if err := sched.Start(ctx); err != nil {
+			return err
+		}
+	}
 	auditCtx, stopAudit := context.WithCancel(context.Background())
 	defer stopAudit()
 	var httpSrv *http.Server
@@ -199,6 +216,7 @@ func runServe(ctx context.Context, cfg serveConfig, logger *slog.Logger, hooks s
 		}
 		if cfg.has(targetAPI) {
 			acfg.Querier = s.store
+			acfg.Findings = findings
 		}
 		if !cfg.has(targetIngest) && !cfg.has(targetAPI) {
 			acfg.Ingest = nil
@@ -245,6 +263,11 @@ func runServe(ctx context.Context, cfg serveConfig, logger *slog.Logger, hooks s
 			logger.Warn("api shutdown", "error", err)
 		}
 	}
+	if sched != nil {
+		if err := sched.Stop(sctx); err != nil {
+			logger.Warn("analyzer shutdown", "error", err)
+		}
+	}
 	stopSources()
 	stopAudit()
 	stopProjector()
@@ -257,6 +280,33 @@ func runServe(ctx context.Context, cfg serveConfig, logger *slog.Logger, hooks s
 	}
 	logger.Info("stopped", "position", s.projected())
 	return runErr
+}
+
+// analyzerSchedule is the analyzer target's scheduler: one job, "analyze", running every rule
+// over every tenant at cfg.Analyzer.Schedule, one run at a time, each bounded by its timeout.
+func analyzerSchedule(cfg serveConfig, svc *analyzer.Service, logger *slog.Logger, reg prometheus.Registerer) (*schedule.Scheduler, error) {
+	sched, err := schedule.New(schedule.Config{Logger: logger, Registry: reg})
+	if err != nil {
+		return nil, err
+	}
+	err = sched.Add(schedule.Job{Name: "analyze", Spec: cfg.Analyzer.Schedule, Timeout: cfg.Analyzer.Timeout.D(),
+		Run: func(ctx context.Context) (schedule.Result, error) {
+			res, err := svc.Analyze(ctx, analyzer.Options{})
+			if res == nil {
+				return schedule.Result{}, err
+			}
+			c := res.Counts()
+			counts := map[string]int64{"findings": int64(len(res.Findings))}
+			for status, n := range c {
+				counts[status] = int64(n)
+			}
+			return schedule.Result{Counts: counts, Summary: fmt.Sprintf("%d findings: %d open, %d acknowledged, %d resolved, %d suppressed",
+				len(res.Findings), c["open"], c["acknowledged"], c["resolved"], c["suppressed"])}, err
+		}})
+	if err != nil {
+		return nil, err
+	}
+	return sched, nil
 }
 
 func serveDone(err error, failed chan<- error) {

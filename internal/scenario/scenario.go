@@ -86,11 +86,12 @@ type Expectation struct {
 type fileYAML struct {
 	Description string       `yaml:"description"`
 	Date        string       `yaml:"date"`
-	Events      []eventYAML  `yaml:"events"`
+	Events      []EventYAML  `yaml:"events"`
 	Expect      []expectYAML `yaml:"expect"`
 }
 
-type eventYAML struct {
+// EventYAML is one event of a scenario file (see the package comment).
+type EventYAML struct {
 	ID         string            `yaml:"id"`
 	Source     string            `yaml:"source"`
 	Type       string            `yaml:"type"`
@@ -164,8 +165,10 @@ type expectYAML struct {
 
 // parseTime reads RFC 3339, or a time of day (15:04, 15:04:05, 15:04:05.999999) on date.
 func parseTime(s, date string) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t.UTC(), nil
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02 15:04", "2006-01-02 15:04:05", "2006-01-02"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.UTC(), nil
+		}
 	}
 	if date != "" {
 		for _, layout := range []string{"2006-01-02 15:04", "2006-01-02 15:04:05.999999999"} {
@@ -193,52 +196,8 @@ func Load(file string) (*Scenario, error) {
 	if len(f.Events) == 0 || len(f.Expect) == 0 {
 		return nil, fmt.Errorf("%s: needs events and expect", file)
 	}
-	var prevRec time.Time
-	for i, ey := range f.Events {
-		where := fmt.Sprintf("%s: events[%d]", file, i)
-		typ := event.Type(ey.Type)
-		if !typ.Known() {
-			return nil, fmt.Errorf("%s: unknown type %q", where, ey.Type)
-		}
-		t, err := parseTime(ey.Time, f.Date)
-		if err != nil {
-			return nil, fmt.Errorf("%s: time: %w", where, err)
-		}
-		e := event.Event{ID: ey.ID, Source: ey.Source, Type: typ, Time: t, Data: event.Data{
-			Principal: ey.Principal, Attributes: ey.Attributes, Group: ey.Group, Member: ey.Member, Role: ey.Role,
-			Action: ey.Action, Includes: ey.Includes, Subject: ey.Subject, Resource: ey.Resource, Effect: ey.Effect,
-			Reason: ey.Reason, Policy: ey.Policy, Request: ey.Request, Requester: ey.Requester, Approver: ey.Approver,
-			Actor: ey.Actor, Approval: ey.Approval, Tenant: ey.Tenant,
-		}}
-		if e.ID == "" {
-			e.ID = fmt.Sprintf("e%d", i+1)
-		}
-		if e.Source == "" {
-			e.Source = "test"
-		}
-		if ey.ExpiresAt != "" {
-			x, err := parseTime(ey.ExpiresAt, f.Date)
-			if err != nil {
-				return nil, fmt.Errorf("%s: expires_at: %w", where, err)
-			}
-			e.Data.ExpiresAt = &x
-		}
-		var rec time.Time
-		if ey.Recorded != "" {
-			if rec, err = parseTime(ey.Recorded, f.Date); err != nil {
-				return nil, fmt.Errorf("%s: recorded: %w", where, err)
-			}
-			if i > 0 && rec.Before(prevRec) {
-				return nil, fmt.Errorf("%s: recorded %s is before the previous record's %s (recorded times never decrease along the log)", where, rec.Format(time.RFC3339Nano), prevRec.Format(time.RFC3339Nano))
-			}
-		} else {
-			rec = t
-			if i > 0 && !prevRec.Add(time.Second).Before(t) {
-				rec = prevRec.Add(time.Second)
-			}
-		}
-		prevRec = rec
-		s.Records = append(s.Records, event.Record{Event: e, Position: uint64(i + 1), Recorded: rec})
+	if s.Records, err = Records(file, f.Date, f.Events); err != nil {
+		return nil, err
 	}
 	for i, ex := range f.Expect {
 		where := fmt.Sprintf("%s: expect[%d]", file, i)
@@ -285,6 +244,65 @@ func Load(file string) (*Scenario, error) {
 		s.Expect = append(s.Expect, x)
 	}
 	return s, nil
+}
+
+// ParseTime parses a scenario's time: RFC 3339, "YYYY-MM-DD[ HH:MM[:SS]]", or a time of day on
+// date.
+func ParseTime(s, date string) (time.Time, error) { return parseTime(s, date) }
+
+// Records makes the records of a scenario's events, positions 1, 2, ... in list order; file
+// names them in errors, date is the file's date (or "").
+func Records(file, date string, evs []EventYAML) ([]event.Record, error) {
+	f := struct{ Date string }{date}
+	var out []event.Record
+	var prevRec time.Time
+	for i, ey := range evs {
+		where := fmt.Sprintf("%s: events[%d]", file, i)
+		typ := event.Type(ey.Type)
+		if !typ.Known() {
+			return nil, fmt.Errorf("%s: unknown type %q", where, ey.Type)
+		}
+		t, err := parseTime(ey.Time, f.Date)
+		if err != nil {
+			return nil, fmt.Errorf("%s: time: %w", where, err)
+		}
+		e := event.Event{ID: ey.ID, Source: ey.Source, Type: typ, Time: t, Data: event.Data{
+			Principal: ey.Principal, Attributes: ey.Attributes, Group: ey.Group, Member: ey.Member, Role: ey.Role,
+			Action: ey.Action, Includes: ey.Includes, Subject: ey.Subject, Resource: ey.Resource, Effect: ey.Effect,
+			Reason: ey.Reason, Policy: ey.Policy, Request: ey.Request, Requester: ey.Requester, Approver: ey.Approver,
+			Actor: ey.Actor, Approval: ey.Approval, Tenant: ey.Tenant,
+		}}
+		if e.ID == "" {
+			e.ID = fmt.Sprintf("e%d", i+1)
+		}
+		if e.Source == "" {
+			e.Source = "test"
+		}
+		if ey.ExpiresAt != "" {
+			x, err := parseTime(ey.ExpiresAt, f.Date)
+			if err != nil {
+				return nil, fmt.Errorf("%s: expires_at: %w", where, err)
+			}
+			e.Data.ExpiresAt = &x
+		}
+		var rec time.Time
+		if ey.Recorded != "" {
+			if rec, err = parseTime(ey.Recorded, f.Date); err != nil {
+				return nil, fmt.Errorf("%s: recorded: %w", where, err)
+			}
+			if i > 0 && rec.Before(prevRec) {
+				return nil, fmt.Errorf("%s: recorded %s is before the previous record's %s (recorded times never decrease along the log)", where, rec.Format(time.RFC3339Nano), prevRec.Format(time.RFC3339Nano))
+			}
+		} else {
+			rec = t
+			if i > 0 && !prevRec.Add(time.Second).Before(t) {
+				rec = prevRec.Add(time.Second)
+			}
+		}
+		prevRec = rec
+		out = append(out, event.Record{Event: e, Position: uint64(i + 1), Recorded: rec})
+	}
+	return out, nil
 }
 
 // validate checks that the expectation says something about the answer, and only what its kind

@@ -13,6 +13,7 @@
 //   - access_map: the permission map, bitemporal (mapwrite.go), which WhoCould, WhatCould,
 //     Explain and History read (mapread.go);
 //   - projector_checkpoint: the position applied and the position possibly written;
+//   - findings: the analyzers' findings, in the catalog database (analysis.go);
 //   - schema_migrations: the migrations applied.
 package clickhouse
 
@@ -53,6 +54,12 @@ type Store struct {
 	genVersion uint64
 	poolsMu    sync.Mutex
 	pools      map[string]driver.Conn // by database, every pool opened (the catalog's too)
+	// findingsDB is the database of the findings (analysis.go): the catalog's, also for a
+	// generation being rebuilt.
+	findingsDB string
+	findingsMu sync.Mutex // guards findingsVersion
+	// findingsVersion is the version of the last finding written.
+	findingsVersion uint64
 
 	// applied is the position up to which this store has applied every record.
 	applied atomic.Uint64
@@ -94,7 +101,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{cfg: cfg, catalog: conn, conn: conn, db: cfg.Database, log: cfg.Logger, generation: cfg.generation,
-		pools: map[string]driver.Conn{cfg.Database: conn}}
+		pools: map[string]driver.Conn{cfg.Database: conn}, findingsDB: cfg.Database}
 	if err := migrate(ctx, conn, s.log, schema, ms); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("clickhouse %s/%s: %w", cfg.Addr, cfg.Database, err)
@@ -341,6 +348,11 @@ func (s *Store) Position(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	return s.positionOn(ctx, conn)
+}
+
+// positionOn is Position on conn, the pool of the generation a question reads.
+func (s *Store) positionOn(ctx context.Context, conn driver.Conn) (uint64, error) {
 	ck, err := readCheckpoint(ctx, conn)
 	if err != nil {
 		return 0, err

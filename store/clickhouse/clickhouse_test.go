@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,7 +35,32 @@ func open(t *testing.T, cfg clickhouse.Config) *clickhouse.Store {
 }
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store { return open(t, clickhouse.Config{}) }, storetest.Capabilities{})
+	conformance(t, func(t *testing.T) string { return chtest.Database(t) },
+		func(t *testing.T, db string) store.Store { return open(t, clickhouse.Config{Database: db}) })
+}
+
+// conformance runs the suite on stores open opens, each on a fresh database (newDB), reopened
+// on theirs.
+func conformance(t *testing.T, newDB func(t *testing.T) string, open func(t *testing.T, db string) store.Store) {
+	var (
+		mu  sync.Mutex
+		dbs = map[store.Store]string{}
+	)
+	opened := func(t *testing.T, db string) store.Store {
+		s := open(t, db)
+		mu.Lock()
+		dbs[s] = db
+		mu.Unlock()
+		return s
+	}
+	storetest.Run(t, func(t *testing.T) store.Store { return opened(t, newDB(t)) }, storetest.Capabilities{
+		Reopen: func(t *testing.T, closed store.Store) store.Store {
+			mu.Lock()
+			db := dbs[closed]
+			mu.Unlock()
+			return opened(t, db)
+		},
+	})
 }
 
 // sqlOf runs a query on the test server and returns its rows, each as a line of tab-separated
@@ -95,12 +121,12 @@ func TestMigrationsTwice(t *testing.T) {
 	for _, want := range []string{"approvals\tMergeTree", "decisions\tMergeTree", "events\tMergeTree",
 		"projector_checkpoint\tReplacingMergeTree", "schema_migrations\tReplacingMergeTree", "tenants\tReplacingMergeTree",
 		"tenants_decisions_mv\tMaterializedView", "tenants_mv\tMaterializedView", "usage\tAggregatingMergeTree", "usage_mv\tMaterializedView",
-		"access_map\tMergeTree", "store_generation\tMergeTree"} {
+		"access_map\tMergeTree", "store_generation\tMergeTree", "findings\tReplacingMergeTree"} {
 		if !strings.Contains(schema, want) {
 			t.Errorf("schema has no %q:\n%s", want, schema)
 		}
 	}
-	if got := sqlOf(t, db, `SELECT version, name FROM schema_migrations ORDER BY version`); got != "1\tevents\n2\tdecisions\n3\tapprovals\n4\tcheckpoint\n5\taccess_map\n6\tgeneration" {
+	if got := sqlOf(t, db, `SELECT version, name FROM schema_migrations ORDER BY version`); got != "1\tevents\n2\tdecisions\n3\tapprovals\n4\tcheckpoint\n5\taccess_map\n6\tgeneration\n7\tfindings" {
 		t.Errorf("migrations recorded:\n%s", got)
 	}
 	time.Sleep(1100 * time.Millisecond) // a migration applied again would show a later applied_at

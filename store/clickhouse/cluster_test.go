@@ -11,7 +11,6 @@ import (
 	"github.com/whocould/whocould/internal/chtest"
 	"github.com/whocould/whocould/store"
 	"github.com/whocould/whocould/store/clickhouse"
-	"github.com/whocould/whocould/store/storetest"
 )
 
 // clusterEnv names the cluster of the server of WHOCOULD_CLICKHOUSE to run the cluster tests on
@@ -59,10 +58,9 @@ func openCluster(t *testing.T, cluster, db string) *clickhouse.Store {
 // keep the table names, now Distributed tables.
 func TestClusterConformance(t *testing.T) {
 	needCluster(t)
-	storetest.Run(t, func(t *testing.T) store.Store {
-		cluster, db := clusterDatabase(t)
-		return openCluster(t, cluster, db)
-	}, storetest.Capabilities{})
+	cluster := needCluster(t)
+	conformance(t, func(t *testing.T) string { _, db := clusterDatabase(t); return db },
+		func(t *testing.T, db string) store.Store { return openCluster(t, cluster, db) })
 }
 
 // On the cluster: the rows spread over the shards and reach every replica, the answers are

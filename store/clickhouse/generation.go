@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,6 +21,9 @@ import (
 // start, and asks all its queries there, so it sees the old store or the new one, never a mix,
 // never neither. The old generation is dropped (DropGeneration) once the questions that started
 // before the swap are done.
+//
+// The catalog also keeps the findings: they are not rebuilt from the log, so they belong to no
+// generation, and no rebuild drops them (analysis.go).
 //
 // A projector writing into the old generation sees the swap at its next Apply, which fails with
 // ErrReplaced after moving the store to the new generation: the projector, started again, goes
@@ -149,7 +153,7 @@ func (s *Store) NewGeneration(ctx context.Context) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	g.genVersion = v + 1
+	g.genVersion, g.findingsDB = v+1, s.findingsDB
 	return g, nil
 }
 
@@ -179,7 +183,7 @@ func (s *Store) Promote(ctx context.Context, g *Store) (old string, err error) {
 }
 
 // DropGeneration drops an old generation's tables: its database, or, for the catalog itself,
-// every table but the catalog's own.
+// every table but the catalog's own (catalogTables).
 func (s *Store) DropGeneration(ctx context.Context, db string) error {
 	live, _, err := s.liveDatabase(ctx)
 	if err != nil {
@@ -201,7 +205,7 @@ func (s *Store) DropGeneration(ctx context.Context, db string) error {
 		for _, stmt := range m.stmts {
 			x := createdObject.FindStringSubmatch(stmt)
 			switch {
-			case x == nil || strings.HasSuffix(x[2], "store_generation"):
+			case x == nil || slices.Contains(catalogTables, x[2][strings.LastIndex(x[2], ".")+1:]):
 			case x[1] == "MATERIALIZED VIEW":
 				views = append(views, x[2])
 			default:
@@ -219,6 +223,10 @@ func (s *Store) DropGeneration(ctx context.Context, db string) error {
 	}
 	return nil
 }
+
+// catalogTables are the catalog's own tables, which no rebuild drops: which generation is live,
+// and the findings (not rebuilt from the log: analysis.go).
+var catalogTables = []string{"store_generation", "findings"}
 
 // createdObject finds what a migration's statement creates.
 var createdObject = regexp.MustCompile(`CREATE (TABLE|MATERIALIZED VIEW) IF NOT EXISTS (\S+)`)

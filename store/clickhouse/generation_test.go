@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/whocould/whocould/access"
 	"github.com/whocould/whocould/event"
+	"github.com/whocould/whocould/finding"
 	"github.com/whocould/whocould/internal/chtest"
 	"github.com/whocould/whocould/internal/randhist"
 	"github.com/whocould/whocould/store"
@@ -163,4 +165,102 @@ func TestRebuildUnderConcurrentQueries(t *testing.T) {
 		t.Fatalf("reopened on %s", again.Database())
 	}
 	_ = event.DefaultTenant
+}
+
+// Findings are not rebuilt from the log: they live in the catalog database, and survive
+// rebuilds — the catalog's own generation dropped, then a rebuilt one — unchanged, seen alike
+// from every store on the catalog, the generation being rebuilt included.
+func TestFindingsSurviveRebuilds(t *testing.T) {
+	ctx := context.Background()
+	recs := mapHistory(5)
+	db := chtest.Database(t)
+	s := open(t, clickhouse.Config{Database: db})
+	defer s.Close()
+	if err := s.Apply(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	since := time.Date(2026, 1, 5, 0, 0, 0, 123456789, time.UTC)
+	put := []finding.Finding{
+		{ID: finding.IDOf("default", finding.Drift, "a"), Rule: finding.Drift, Severity: finding.High, Status: finding.Acknowledged,
+			Principal: "user:a", Summary: "Drift.", Since: since, Key: "a", Details: map[string]any{"extra": []any{"x"}},
+			Evidence: []finding.Evidence{{Kind: "baseline", Text: "Not in the baseline.", Time: finding.Time(since)}}},
+		{ID: finding.IDOf("default", finding.ShadowAccess, "b"), Rule: finding.ShadowAccess, Severity: finding.Critical,
+			Status: finding.Open, Summary: "Shadow.", Since: since, Key: "b"},
+	}
+	if err := s.PutFindings(ctx, "", put); err != nil {
+		t.Fatal(err)
+	}
+	findingsOf := func(st *clickhouse.Store) string {
+		t.Helper()
+		fs, err := st.Findings(ctx, "default")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(fs)
+		return string(b)
+	}
+	eventsOf := func(st *clickhouse.Store) string {
+		t.Helper()
+		var rs []event.Record
+		if err := st.Events(ctx, "", func(r event.Record) error { rs = append(rs, r); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(rs)
+		return string(b)
+	}
+	want, wantEvents := findingsOf(s), eventsOf(s)
+	if !strings.Contains(want, `"status":"acknowledged"`) || strings.Count(want, `"rule"`) != 2 {
+		t.Fatalf("findings before the rebuild: %s", want)
+	}
+
+	for round := 1; round <= 2; round++ {
+		g, err := s.NewGeneration(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Apply(ctx, recs); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Checkpoint(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := findingsOf(g); got != want {
+			t.Fatalf("round %d: findings seen from the generation being rebuilt:\n%s\nwant\n%s", round, got, want)
+		}
+		old, err := s.Promote(ctx, g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.Close()
+		if err := s.DropGeneration(ctx, old); err != nil {
+			t.Fatal(err)
+		}
+		if got := findingsOf(s); got != want {
+			t.Fatalf("round %d: findings after the rebuild (%s dropped):\n%s\nwant\n%s", round, old, got, want)
+		}
+		if got := eventsOf(s); got != wantEvents {
+			t.Fatalf("round %d: events after the rebuild differ", round)
+		}
+		again := open(t, clickhouse.Config{Database: db})
+		if got := findingsOf(again); got != want {
+			t.Fatalf("round %d: findings from a store opened after the rebuild:\n%s\nwant\n%s", round, got, want)
+		}
+		again.Close()
+		live := fmt.Sprintf("%s_g%d", db, round)
+		if got := sqlOf(t, "", "SELECT count() FROM "+live+".findings"); got != "0" {
+			t.Fatalf("round %d: %s.findings holds %s rows: findings belong to the catalog", round, live, got)
+		}
+	}
+	// And they are still written where they are read.
+	next := put[1]
+	next.Status = finding.Resolved
+	if err := s.PutFindings(ctx, "default", []finding.Finding{next}); err != nil {
+		t.Fatal(err)
+	}
+	if got := findingsOf(s); !strings.Contains(got, `"status":"resolved"`) || strings.Count(got, `"rule"`) != 2 {
+		t.Fatalf("findings replaced after the rebuilds: %s", got)
+	}
 }

@@ -8,8 +8,6 @@ import (
 	"hash/fnv"
 	"time"
 
-	ch "github.com/ClickHouse/clickhouse-go/v2"
-
 	"github.com/whocould/whocould/event"
 	"github.com/whocould/whocould/graph"
 )
@@ -312,12 +310,6 @@ func (s *Store) loadMap(ctx context.Context, position uint64) (*mapState, error)
 	if position == 0 {
 		return m, nil
 	}
-	rows, err := s.conn.Query(ch.Context(ctx, ch.WithSettings(ch.Settings{"max_bytes_before_external_sort": externalSortBytes})),
-		fmt.Sprintf(qArchivedChanges, inList(changeTypes())), position)
-	if err != nil {
-		return nil, fmt.Errorf("read the archive to rebuild the permission map: %w", err)
-	}
-	defer rows.Close()
 	var (
 		pending []event.Record // the records of the last recorded time read, not yet applied
 		n       int
@@ -329,30 +321,19 @@ func (s *Store) loadMap(ctx context.Context, position uint64) (*mapState, error)
 		}
 		pending = pending[:0]
 	}
-	for rows.Next() {
-		var (
-			pos        uint64
-			recordedUS int64
-			js         string
-		)
-		if err := rows.Scan(&pos, &recordedUS, &js); err != nil {
-			return nil, fmt.Errorf("read the archive to rebuild the permission map: %w", err)
-		}
-		e, err := decodeArchived([]byte(js))
-		if err != nil {
-			return nil, fmt.Errorf("archived event at position %d: %w", pos, err)
-		}
-		if len(pending) > 0 && event.Micros(pending[0].Recorded) != recordedUS {
+	err := readArchive(ctx, s.conn, "", position, changeTypes(), func(r event.Record) error {
+		if len(pending) > 0 && !pending[0].Recorded.Equal(r.Recorded) {
 			flush()
 		}
-		pending = append(pending, event.Record{Position: pos, Recorded: event.FromMicros(recordedUS), Event: e})
+		pending = append(pending, r)
 		if n++; n%1_000_000 == 0 {
-			s.log.Info("rebuilding the permission map from the archive", "events", n, "position", pos, "of", position,
+			s.log.Info("rebuilding the permission map from the archive", "events", n, "position", r.Position, "of", position,
 				"took", time.Since(start).Round(time.Millisecond))
 		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read the archive to rebuild the permission map: %w", err)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rebuild the permission map: %w", err)
 	}
 	// The last recorded time's records apply as a group would, so that what they wrote is the
 	// tail a group continuing that recorded time starts from.

@@ -17,15 +17,19 @@ FROM projector_checkpoint WHERE name = ?`
 	// be writing).
 	qRunningInserts = `SELECT count() FROM system.processes WHERE position(query_id, ?) = 1`
 
+	// The decisions, and their use, continued by decisionsWhere.
 	qDecisions = `SELECT principal, action, resource, allow, time_us, reason, policy, request, source, id, position
 FROM decisions
-WHERE tenant = ?`
+WHERE`
 	qDecisionsOrder = `
 ORDER BY time_us, position`
 
 	qUsage = `SELECT principal, action, resource, minMerge(first_us), maxMerge(last_us), countMerge(uses)
 FROM usage
 WHERE tenant = ?`
+	qUsageOfDecisions = `SELECT principal, action, resource, min(time_us), max(time_us), count()
+FROM decisions
+WHERE`
 	qUsageGroup = `
 GROUP BY principal, action, resource
 ORDER BY principal, action, resource`
@@ -37,8 +41,14 @@ ORDER BY position`
 
 	qTenants = `SELECT DISTINCT tenant FROM tenants ORDER BY tenant`
 
-	// The change events archived up to a position, to rebuild the permission map's graphs.
-	qArchivedChanges = `SELECT position, recorded_us, event FROM events WHERE position <= ? AND type IN (%s) ORDER BY position`
+	// The events archived up to a position, of the types listed (%s), in log order (readArchive
+	// may add a tenant between the two).
+	qArchived      = `SELECT position, recorded_us, event FROM events WHERE position <= ? AND type IN (%s)`
+	qArchivedOrder = ` ORDER BY position`
+
+	// A tenant's findings in the catalog database (%s): the newest row of each.
+	qFindings      = `SELECT finding FROM %s.findings FINAL WHERE tenant = ? ORDER BY id`
+	findingColumns = "tenant, id, version, rule, kind, severity, status, principal, resource, since, updated, finding"
 
 	// The permission map's rows a failed Apply may have left, and the deletions of them the
 	// server has not done yet.

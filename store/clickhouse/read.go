@@ -35,12 +35,12 @@ func where(sql *strings.Builder, args []any, q store.DecisionQuery) []any {
 	return args
 }
 
-// Decisions implements store.Reader. Rows stream from the server as fn takes them; when fn
-// returns an error the query is cancelled and that error returned.
-func (s *Store) Decisions(ctx context.Context, q store.DecisionQuery, fn func(store.Decision) error) error {
-	var sql strings.Builder
-	sql.WriteString(qDecisions)
-	args := where(&sql, []any{tenantName(q.Tenant)}, q)
+// decisionsWhere appends to a query of the decisions table that ends in a WHERE clause the
+// filters of q: the tenant, the equality filters, the effect and the time bounds. It reports
+// false when no decision can match (an effect that is neither allow nor deny).
+func decisionsWhere(sql *strings.Builder, q store.DecisionQuery) ([]any, bool) {
+	sql.WriteString(" tenant = ?")
+	args := where(sql, []any{tenantName(q.Tenant)}, q)
 	switch q.Effect {
 	case "":
 	case event.Allow:
@@ -48,7 +48,7 @@ func (s *Store) Decisions(ctx context.Context, q store.DecisionQuery, fn func(st
 	case event.Deny:
 		sql.WriteString(" AND allow = 0")
 	default:
-		return nil // no decision has another effect
+		return nil, false // no decision has another effect
 	}
 	// The date bounds only narrow the partitions read: partTime never decreases, so
 	// time >= From implies date >= date(From), and time < To implies date <= date(To).
@@ -59,6 +59,18 @@ func (s *Store) Decisions(ctx context.Context, q store.DecisionQuery, fn func(st
 	if !q.To.IsZero() {
 		sql.WriteString(" AND date <= toDate(?) AND time_us < ?")
 		args = append(args, partDay(q.To), event.Micros(q.To))
+	}
+	return args, true
+}
+
+// Decisions implements store.Reader. Rows stream from the server as fn takes them; when fn
+// returns an error the query is cancelled and that error returned.
+func (s *Store) Decisions(ctx context.Context, q store.DecisionQuery, fn func(store.Decision) error) error {
+	var sql strings.Builder
+	sql.WriteString(qDecisions)
+	args, ok := decisionsWhere(&sql, q)
+	if !ok {
+		return nil
 	}
 	sql.WriteString(qDecisionsOrder)
 
@@ -106,12 +118,27 @@ func (s *Store) Decisions(ctx context.Context, q store.DecisionQuery, fn func(st
 	return nil
 }
 
-// Usage implements store.Reader. Like the embedded store it ignores Effect and the time bounds
-// of q: usage is every allowed decision ever recorded.
+// Usage implements store.Reader. The use of every allowed decision ever recorded is read from
+// the usage aggregates; any other (the denied decisions, or a stretch of event time) is
+// counted over the decisions table, the filters pushed into its WHERE clause.
 func (s *Store) Usage(ctx context.Context, q store.DecisionQuery) ([]store.Use, error) {
 	var sql strings.Builder
-	sql.WriteString(qUsage)
-	args := where(&sql, []any{tenantName(q.Tenant)}, q)
+	var args []any
+	if q.From.IsZero() && q.To.IsZero() && (q.Effect == "" || q.Effect == event.Allow) {
+		sql.WriteString(qUsage)
+		args = where(&sql, []any{tenantName(q.Tenant)}, q)
+	} else {
+		if q.Effect == "" {
+			q.Effect = event.Allow
+		}
+		sql.WriteString(qUsageOfDecisions)
+		var ok bool
+		if args, ok = decisionsWhere(&sql, q); !ok {
+			return nil, nil
+		}
+		// A large grouping spills to disk rather than failing on the server's memory limit.
+		ctx = ch.Context(ctx, ch.WithSettings(ch.Settings{"max_bytes_before_external_group_by": externalSortBytes}))
+	}
 	sql.WriteString(qUsageGroup)
 	conn, err := s.reader(ctx)
 	if err != nil {

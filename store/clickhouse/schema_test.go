@@ -226,7 +226,7 @@ func TestSchemaShape(t *testing.T) {
 				t.Errorf("%s: %s_local is not replicated within its shard:\n%s", v.file, table, local)
 			}
 		}
-		for _, table := range []string{"projector_checkpoint", "schema_migrations"} {
+		for _, table := range []string{"projector_checkpoint", "schema_migrations", "findings"} {
 			st, ok := created[qualified(cfg, table, false)]
 			if !ok {
 				t.Errorf("%s: no table %s", v.file, table)

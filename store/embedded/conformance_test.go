@@ -1,6 +1,7 @@
 package embedded_test
 
 import (
+	"sync"
 	"testing"
 
 	"github.com/whocould/whocould/store"
@@ -9,11 +10,26 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store {
-		s, err := embedded.Open(embedded.Config{Dir: t.TempDir()})
+	var (
+		mu   sync.Mutex
+		dirs = map[store.Store]string{} // each store's directory, to reopen it
+	)
+	open := func(t *testing.T, dir string) store.Store {
+		s, err := embedded.Open(embedded.Config{Dir: dir})
 		if err != nil {
 			t.Fatal(err)
 		}
+		mu.Lock()
+		dirs[s] = dir
+		mu.Unlock()
 		return s
-	}, storetest.Capabilities{})
+	}
+	storetest.Run(t, func(t *testing.T) store.Store { return open(t, t.TempDir()) }, storetest.Capabilities{
+		Reopen: func(t *testing.T, closed store.Store) store.Store {
+			mu.Lock()
+			dir := dirs[closed]
+			mu.Unlock()
+			return open(t, dir)
+		},
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/whocould/whocould/access"
 	"github.com/whocould/whocould/event"
+	"github.com/whocould/whocould/finding"
 	"github.com/whocould/whocould/graph"
 	"github.com/whocould/whocould/internal/bin"
 	"github.com/whocould/whocould/store"
@@ -30,7 +32,8 @@ var _ store.Store = (*Store)(nil)
 const (
 	snapshotFile  = "snapshot.bin"
 	snapshotMagic = "whocould-embedded-snapshot\n"
-	formatVersion = 1
+	formatVersion = 2 // 2: the archive of change and approval events
+	findingsFile  = "findings.json"
 )
 
 // Config configures the embedded store.
@@ -56,8 +59,16 @@ type use struct {
 	count       int64
 }
 
+// archived is a change or approval event as the log held it, kept for store.Reader.Events.
+type archived struct {
+	position uint64
+	recorded int64
+	event    []byte // the CloudEvent, JSON (archiveJSON)
+}
+
 type tenant struct {
 	graph     *graph.Graph
+	events    []archived
 	decisions []decision
 	sorted    bool // decisions are in event-time order
 	usage     map[useKey]*use
@@ -74,13 +85,18 @@ type Store struct {
 	strs     []string
 	strIDs   map[string]uint32
 	position uint64
+	// findings, by tenant and id: apart from the tenants, since they are not in the snapshot
+	// and a tenant with findings alone has no event (Tenants).
+	findings map[string]map[string]finding.Finding
 
 	ckMu sync.Mutex // one checkpoint at a time
+	fMu  sync.Mutex // one findings file write at a time
 }
 
 // Open opens the store in cfg.Dir, restoring its last snapshot when there is one.
 func Open(cfg Config) (*Store, error) {
-	s := &Store{cfg: cfg, log: cfg.Logger, tenants: map[string]*tenant{}, strIDs: map[string]uint32{}}
+	s := &Store{cfg: cfg, log: cfg.Logger, tenants: map[string]*tenant{}, strIDs: map[string]uint32{},
+		findings: map[string]map[string]finding.Finding{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -91,6 +107,9 @@ func Open(cfg Config) (*Store, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("open embedded store: %w", err)
 	}
+	if err := s.loadFindings(); err != nil {
+		return nil, err
+	}
 	f, err := os.Open(filepath.Join(cfg.Dir, snapshotFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return s, nil
@@ -100,7 +119,12 @@ func Open(cfg Config) (*Store, error) {
 	}
 	defer f.Close()
 	start := time.Now()
-	if err := s.decode(f); err != nil {
+	if err := s.decode(f); errors.Is(err, errOldFormat) {
+		// A snapshot of an older release: start empty, and the projector replays the whole log.
+		s.log.Warn("store snapshot is of an older format: the log is replayed from its start", "file", f.Name(), "err", err)
+		s.reset()
+		return s, nil
+	} else if err != nil {
 		return nil, fmt.Errorf("restore %s: %w", f.Name(), err)
 	}
 	s.log.Info("store restored", "dir", cfg.Dir, "position", s.position, "took", time.Since(start))
@@ -140,12 +164,14 @@ func (s *Store) Apply(ctx context.Context, recs []event.Record) error {
 			continue // a log message the projector could not decode: dead-lettered there
 		}
 		t := s.tenant(r.TenantOrDefault())
-		switch {
-		case r.Type.IsChange():
-			t.graph.Apply(r)
-		case r.Type == event.Decision:
+		if r.Type == event.Decision {
 			s.addDecision(t, r)
-		default:
+			continue
+		}
+		t.events = append(t.events, archived{position: r.Position, recorded: event.Micros(r.Recorded), event: archiveJSON(&r.Event)})
+		if r.Type.IsChange() {
+			t.graph.Apply(r)
+		} else {
 			addApproval(t, r)
 		}
 	}
@@ -299,14 +325,41 @@ func (s *Store) Decisions(ctx context.Context, q store.DecisionQuery, fn func(st
 	return nil
 }
 
-// Usage implements store.Reader. Effect and the time bounds of q are ignored: usage counts
-// every allowed decision.
-func (s *Store) Usage(_ context.Context, q store.DecisionQuery) ([]store.Use, error) {
+// Usage implements store.Reader: from the running totals of allowed decisions when q counts
+// them all, else by counting the decisions q selects.
+func (s *Store) Usage(ctx context.Context, q store.DecisionQuery) ([]store.Use, error) {
+	if q.From.IsZero() && q.To.IsZero() && (q.Effect == "" || q.Effect == event.Allow) {
+		return s.totalUsage(q), nil
+	}
+	if q.Effect == "" {
+		q.Effect = event.Allow
+	}
+	type key struct{ p, a, r string }
+	uses := map[key]*store.Use{}
+	err := s.Decisions(ctx, q, func(d store.Decision) error {
+		k := key{d.Principal, d.Action, d.Resource}
+		if u := uses[k]; u != nil {
+			u.Last = d.Time // decisions come in event-time order
+			u.Count++
+		} else {
+			uses[k] = &store.Use{Principal: d.Principal, Action: d.Action, Resource: d.Resource, First: d.Time, Last: d.Time, Count: 1}
+		}
+		return nil
+	})
+	out := make([]store.Use, 0, len(uses))
+	for _, u := range uses {
+		out = append(out, *u)
+	}
+	sortUses(out)
+	return out, err
+}
+
+func (s *Store) totalUsage(q store.DecisionQuery) []store.Use {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	t := s.tenants[tenantName(q.Tenant)]
 	if t == nil {
-		return nil, nil
+		return nil
 	}
 	var out []store.Use
 	for k, u := range t.usage {
@@ -317,10 +370,197 @@ func (s *Store) Usage(_ context.Context, q store.DecisionQuery) ([]store.Use, er
 		out = append(out, store.Use{Principal: p, Action: a, Resource: r, First: event.FromMicros(u.first),
 			Last: event.FromMicros(u.last), Count: u.count})
 	}
-	slices.SortFunc(out, func(a, b store.Use) int {
+	sortUses(out)
+	return out
+}
+
+func sortUses(us []store.Use) {
+	slices.SortFunc(us, func(a, b store.Use) int {
 		return cmp.Or(cmp.Compare(a.Principal, b.Principal), cmp.Compare(a.Action, b.Action), cmp.Compare(a.Resource, b.Resource))
 	})
+}
+
+// Events implements store.Reader.
+func (s *Store) Events(ctx context.Context, tenant string, fn func(event.Record) error) error {
+	s.mu.RLock()
+	var evs []archived
+	if t := s.tenants[tenantName(tenant)]; t != nil {
+		evs = t.events[:len(t.events):len(t.events)] // appends do not move what is already there
+	}
+	s.mu.RUnlock()
+	for i, a := range evs {
+		if i%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		e, err := unarchive(a.event)
+		if err != nil {
+			return fmt.Errorf("archived event at position %d: %w", a.position, err)
+		}
+		if err := fn(event.Record{Event: e, Position: a.position, Recorded: event.FromMicros(a.recorded)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// archiveJSON is e as the archive keeps it: a CloudEvent (event.Marshal). The log may hold an
+// event that does not validate (accepted under an older rule; the projector applies it all the
+// same): that one is kept as encoding/json writes its fields, as the ClickHouse store archives it,
+// rather than failing Apply and stopping the projector there for ever.
+func archiveJSON(e *event.Event) []byte {
+	if b, err := event.Marshal(e); err == nil {
+		return b
+	}
+	b, err := json.Marshal(archivedEvent{event.SpecVersion, e.ID, e.Source, string(e.Type), e.Time.UTC(), e.Data})
+	if err != nil { // only for a Change that is not JSON: keep what can be kept
+		e2 := *e
+		e2.Data.Change = nil
+		return archiveJSON(&e2)
+	}
+	return b
+}
+
+// archivedEvent is an archived event that did not validate, as encoding/json writes it.
+type archivedEvent struct {
+	SpecVersion string     `json:"specversion"`
+	ID          string     `json:"id"`
+	Source      string     `json:"source"`
+	Type        string     `json:"type"`
+	Time        time.Time  `json:"time"`
+	Data        event.Data `json:"data"`
+}
+
+// unarchive decodes what archiveJSON wrote.
+func unarchive(b []byte) (event.Event, error) {
+	e, err := event.Unmarshal(b)
+	if err == nil {
+		return e, nil
+	}
+	var raw archivedEvent
+	if jerr := json.Unmarshal(b, &raw); jerr != nil || raw.Type == "" {
+		return event.Event{}, err
+	}
+	return event.Event{ID: raw.ID, Source: raw.Source, Type: event.Type(raw.Type), Time: raw.Time, Data: raw.Data}, nil
+}
+
+// Findings implements store.Reader.
+func (s *Store) Findings(_ context.Context, tenant string) ([]finding.Finding, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	fs := s.findings[tenantName(tenant)]
+	out := make([]finding.Finding, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, f)
+	}
+	slices.SortFunc(out, func(a, b finding.Finding) int { return cmp.Compare(a.ID, b.ID) })
 	return out, nil
+}
+
+// PutFindings implements store.FindingWriter: the findings of every tenant are one JSON file
+// under the store's directory, written to a temporary file and renamed over the last. The store
+// keeps each finding as that file holds it (through JSON: numbers in Details are float64), so
+// that Findings answers the same before and after a reopen, and the same as the ClickHouse
+// store, and shares no map or slice with the caller.
+func (s *Store) PutFindings(_ context.Context, tenant string, fs []finding.Finding) error {
+	kept := make([]finding.Finding, len(fs))
+	for i, f := range fs {
+		f.Tenant = tenantName(tenant)
+		b, err := json.Marshal(f)
+		if err != nil {
+			return fmt.Errorf("store finding %s: %w", f.ID, err)
+		}
+		if err := json.Unmarshal(b, &kept[i]); err != nil {
+			return fmt.Errorf("store finding %s: %w", f.ID, err)
+		}
+	}
+	s.fMu.Lock()
+	defer s.fMu.Unlock()
+	s.mu.Lock()
+	byID := s.findings[tenantName(tenant)]
+	if byID == nil {
+		byID = map[string]finding.Finding{}
+		s.findings[tenantName(tenant)] = byID
+	}
+	for _, f := range kept {
+		byID[f.ID] = f
+	}
+	all := map[string][]finding.Finding{}
+	for name, fs := range s.findings {
+		for _, f := range fs {
+			all[name] = append(all[name], f)
+		}
+		slices.SortFunc(all[name], func(a, b finding.Finding) int { return cmp.Compare(a.ID, b.ID) })
+	}
+	s.mu.Unlock()
+	if s.cfg.Dir == "" {
+		return nil
+	}
+	b, err := json.MarshalIndent(all, "", " ")
+	if err != nil {
+		return fmt.Errorf("store findings: %w", err)
+	}
+	path := filepath.Join(s.cfg.Dir, findingsFile)
+	tmp := path + ".tmp"
+	if err := writeSynced(tmp, b); err != nil {
+		return fmt.Errorf("store findings: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("store findings: %w", err)
+	}
+	return syncDir(s.cfg.Dir)
+}
+
+func writeSynced(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// loadFindings reads the findings file, when there is one.
+func (s *Store) loadFindings() error {
+	b, err := os.ReadFile(filepath.Join(s.cfg.Dir, findingsFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("open embedded store: %w", err)
+	}
+	var all map[string][]finding.Finding
+	if err := json.Unmarshal(b, &all); err != nil {
+		return fmt.Errorf("open embedded store: %s: %w", findingsFile, err)
+	}
+	for name, fs := range all {
+		byID := make(map[string]finding.Finding, len(fs))
+		for _, f := range fs {
+			byID[f.ID] = f
+		}
+		s.findings[name] = byID
+	}
+	return nil
+}
+
+// errOldFormat is a snapshot written by an older release.
+var errOldFormat = errors.New("snapshot of an older format")
+
+// reset empties the store of everything the snapshot holds (the findings stay: they are not
+// rebuilt from the log).
+func (s *Store) reset() {
+	s.position = 0
+	s.strs, s.strIDs = nil, map[string]uint32{}
+	s.intern("")
+	s.tenants = map[string]*tenant{}
 }
 
 // Approval implements store.Reader.
@@ -411,6 +651,12 @@ func (s *Store) encode(w io.Writer) (int64, error) {
 		s.sortDecisions(t)
 		bw.String(name)
 		t.graph.Encode(bw)
+		bw.Uvarint(uint64(len(t.events)))
+		for _, e := range t.events {
+			bw.Uvarint(e.position)
+			bw.Varint(e.recorded)
+			bw.Bytes(e.event)
+		}
 		bw.Uvarint(uint64(len(t.decisions)))
 		for _, d := range t.decisions {
 			bw.Varint(d.time)
@@ -480,7 +726,7 @@ func (s *Store) decode(f *os.File) error {
 	tee := io.TeeReader(io.LimitReader(f, bodyLen), h)
 	br := bin.NewReader(tee)
 	if v := br.Uvarint(); br.Err == nil && v != formatVersion {
-		return fmt.Errorf("snapshot format %d, want %d", v, formatVersion)
+		return fmt.Errorf("%w: format %d, this release reads %d", errOldFormat, v, formatVersion)
 	}
 	s.position = br.Uvarint()
 	ns := br.Len(bin.MaxLen)
@@ -507,6 +753,11 @@ func (s *Store) decode(f *os.File) error {
 		}
 		t := s.tenant(name)
 		t.graph = g
+		ne := br.Len(bin.MaxLen)
+		t.events = make([]archived, 0, ne)
+		for j := 0; j < ne && br.Err == nil; j++ {
+			t.events = append(t.events, archived{position: br.Uvarint(), recorded: br.Varint(), event: br.Bytes()})
+		}
 		nd := br.Len(bin.MaxLen)
 		t.decisions = make([]decision, 0, nd)
 		for j := 0; j < nd && br.Err == nil; j++ {

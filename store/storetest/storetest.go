@@ -3,7 +3,9 @@
 // reason. A new backend is thus fully covered by default.
 //
 //	func TestConformance(t *testing.T) {
-//		storetest.Run(t, func(t *testing.T) store.Store { return openEmpty(t) }, storetest.Capabilities{})
+//		storetest.Run(t, func(t *testing.T) store.Store { return openEmpty(t) }, storetest.Capabilities{
+//			Reopen: func(t *testing.T, st store.Store) store.Store { return openAgain(t, st) },
+//		})
 //	}
 //
 // The permission map itself (who-could, what-could, explain, history) is pinned down by the
@@ -19,6 +21,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,31 +30,42 @@ import (
 	"github.com/whocould/whocould/store"
 )
 
-// Capabilities lists what a backend cannot do yet. The zero value: everything.
+// Capabilities says how the suite reopens a backend's store, and lists what the backend cannot
+// do yet. With Reopen set and nothing else: everything.
 type Capabilities struct {
 	// NoPermissionMap, when set, is why the backend does not answer WhoCould, WhatCould,
 	// Explain and History yet. The suite then checks that each of them returns an error (an
 	// empty answer would read as "nobody could"), and skips the rest with this reason.
 	NoPermissionMap string
+	// Reopen opens again the storage a store of open was opened on (the same directory, the
+	// same database), after the suite closed that store: what a process restarted on it finds.
+	// The suite fails without it, unless NoReopen says why the backend cannot reopen.
+	Reopen func(t *testing.T, closed store.Store) store.Store
+	// NoReopen, when set, is why the backend has no Reopen: the tests of what a reopened store
+	// answers are skipped with this reason.
+	NoReopen string
 }
 
 // Run runs the suite. open returns a new, empty store for one test; the suite closes it when
 // the test ends (cleanups open registers run after that).
 func Run(t *testing.T, open func(t *testing.T) store.Store, caps Capabilities) {
-	s := &suite{open: func(t *testing.T) store.Store {
+	s := &suite{caps: caps, closed: map[store.Store]bool{}}
+	s.open = func(t *testing.T) store.Store {
 		t.Helper()
 		st := open(t)
-		t.Cleanup(func() {
-			if err := st.Close(); err != nil {
-				t.Errorf("close: %v", err)
-			}
-		})
+		s.closeAtEnd(t, st)
 		return st
-	}, caps: caps}
+	}
 	t.Run("Empty", s.testEmpty)
 	t.Run("Decisions", s.testDecisions)
 	t.Run("DecisionsStopEarly", s.testDecisionsStopEarly)
 	t.Run("Usage", s.testUsage)
+	t.Run("UsageBounds", s.testUsageBounds)
+	t.Run("Events", s.testEvents)
+	t.Run("EventsStopEarly", s.testEventsStopEarly)
+	t.Run("EventsAfterCrash", s.testEventsAfterCrash)
+	t.Run("Findings", s.testFindings)
+	t.Run("FindingsReopened", s.testFindingsReopened)
 	t.Run("Approvals", s.testApprovals)
 	t.Run("Tenants", s.testTenants)
 	t.Run("Positions", s.testPositions)
@@ -62,6 +76,50 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, caps Capabilities) {
 type suite struct {
 	open func(t *testing.T) store.Store
 	caps Capabilities
+
+	mu     sync.Mutex
+	closed map[store.Store]bool // closed by the suite before the test ended
+}
+
+// closeAtEnd closes st when the test ends, unless the suite closed it before.
+func (s *suite) closeAtEnd(t *testing.T, st store.Store) {
+	t.Cleanup(func() {
+		s.mu.Lock()
+		closed := s.closed[st]
+		delete(s.closed, st)
+		s.mu.Unlock()
+		if closed {
+			return
+		}
+		if err := st.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+}
+
+// reopen closes st and opens its storage again: after a checkpoint, or, with crash, as a
+// process killed after its last Apply finds it (what was applied since the last checkpoint may
+// or may not be there; Position says up to where it is).
+func (s *suite) reopen(t *testing.T, st store.Store, crash bool) store.Store {
+	t.Helper()
+	if s.caps.Reopen == nil {
+		if s.caps.NoReopen != "" {
+			t.Skip("reopen: " + s.caps.NoReopen)
+		}
+		t.Fatal("the backend gives no Capabilities.Reopen, and no NoReopen saying why it cannot")
+	}
+	if !crash {
+		checkpoint(t, st)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	s.mu.Lock()
+	s.closed[st] = true
+	s.mu.Unlock()
+	again := s.caps.Reopen(t, st)
+	s.closeAtEnd(t, again)
+	return again
 }
 
 // The history every test draws from.
@@ -139,18 +197,21 @@ func wantDecisions(recs []event.Record, q store.DecisionQuery) []store.Decision 
 	return out
 }
 
-// wantUsage is what Usage must answer for q, by brute force.
+// wantUsage is what Usage must answer for q, by brute force: the decisions of q's effect (allow
+// when it names none) within [q.From, q.To).
 func wantUsage(recs []event.Record, q store.DecisionQuery) []store.Use {
 	type key struct{ p, a, r string }
+	effect := cmp.Or(q.Effect, event.Allow)
 	m := map[key]*store.Use{}
 	for _, r := range recs {
 		d := r.Data
-		if r.Type != event.Decision || d.Effect != event.Allow || r.TenantOrDefault() != tenantOf(q.Tenant) ||
+		tm := event.FromMicros(event.Micros(r.Time))
+		if r.Type != event.Decision || d.Effect != effect || r.TenantOrDefault() != tenantOf(q.Tenant) ||
 			(q.Principal != "" && d.Principal != q.Principal) || (q.Action != "" && d.Action != q.Action) ||
-			(q.Resource != "" && d.Resource != q.Resource) {
+			(q.Resource != "" && d.Resource != q.Resource) ||
+			(!q.From.IsZero() && tm.Before(q.From)) || (!q.To.IsZero() && !tm.Before(q.To)) {
 			continue
 		}
-		tm := event.FromMicros(event.Micros(r.Time))
 		k := key{d.Principal, d.Action, d.Resource}
 		if u := m[k]; u != nil {
 			u.Count++
@@ -347,8 +408,54 @@ func (s *suite) testUsage(t *testing.T) {
 	} {
 		same(t, fmt.Sprintf("usage %+v", q), getUsage(t, st, q), wantUsage(h.recs, q))
 	}
-	// Usage is all-time, whatever the effect and time bounds asked (both stores document it).
-	same(t, "usage ignores Effect, From and To", getUsage(t, st, store.DecisionQuery{Effect: "deny", From: at(time.Hour), To: at(2 * time.Hour)}), all)
+	same(t, "usage of allowed decisions, named", getUsage(t, st, store.DecisionQuery{Effect: event.Allow}), all)
+}
+
+// Usage honours the effect and the bounds of event time, [From, To), like Decisions.
+func (s *suite) testUsageBounds(t *testing.T) {
+	st := s.open(t)
+	h := decisions()
+	apply(t, st, h.recs)
+
+	// A few answers written out, so that the suite and a store cannot agree on a wrong rule.
+	same(t, "usage of denied decisions", getUsage(t, st, store.DecisionQuery{Effect: event.Deny}), []store.Use{
+		{Principal: "user:a", Action: "db.drop", Resource: "db:x", First: at(11 * time.Hour), Last: at(11 * time.Hour), Count: 1},
+		{Principal: "user:b", Action: "db.read", Resource: "db:x", First: at(10*time.Hour + time.Microsecond),
+			Last: at(10*time.Hour + time.Microsecond), Count: 1},
+	})
+	same(t, "usage within [10:00, 11:00)", getUsage(t, st, store.DecisionQuery{From: at(10 * time.Hour), To: at(11 * time.Hour)}), []store.Use{
+		{Principal: "user:a", Action: "db.read", Resource: "db:x", First: at(10 * time.Hour), Last: at(10 * time.Hour), Count: 2},
+		{Principal: "user:b", Action: "db.read", Resource: "db:y", First: at(10 * time.Hour), Last: at(10 * time.Hour), Count: 1},
+	})
+
+	tenAM, elevenAM := at(10*time.Hour), at(11*time.Hour)
+	far := time.Date(2199, 12, 31, 23, 59, 59, 999999000, time.UTC)
+	for _, q := range []store.DecisionQuery{
+		{Effect: event.Deny},
+		{Effect: event.Allow},
+		{Effect: "maybe"},
+		{Tenant: "acme", Effect: event.Deny},
+		{From: tenAM},                                  // inclusive
+		{To: tenAM},                                    // exclusive
+		{From: tenAM, To: elevenAM},                    // [10:00, 11:00)
+		{From: tenAM, To: tenAM},                       // empty
+		{From: tenAM, To: tenAM.Add(time.Microsecond)}, // one microsecond
+		{From: tenAM.Add(time.Microsecond), To: elevenAM.Add(time.Microsecond)},
+		{Effect: event.Deny, From: tenAM, To: elevenAM},                             // both: 10:00:00.000001 only
+		{Effect: event.Deny, From: tenAM.Add(time.Microsecond), To: elevenAM},       // From on the decision
+		{Effect: event.Deny, From: tenAM, To: tenAM.Add(time.Microsecond)},          // To on the decision
+		{Effect: event.Deny, From: elevenAM, To: elevenAM.Add(time.Microsecond)},    // the one at 11:00
+		{Effect: event.Allow, From: at(9 * time.Hour), To: at(41 * 24 * time.Hour)}, // across months
+		{Principal: "user:a", From: at(24 * time.Hour)},                             // later days and months
+		{From: far}, // the last microsecond event times reach
+		{To: time.Date(1970, 1, 1, 0, 0, 0, 2000, time.UTC)},                               // the first
+		{From: time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC), To: far.Add(time.Microsecond)}, // beyond the partitions
+		{Principal: "user:a", Action: "db.read", Resource: "db:x", From: tenAM},
+		{Tenant: "acme", From: base, To: at(24 * time.Hour)},
+		{Tenant: "nobody", Effect: event.Deny, From: base},
+	} {
+		same(t, fmt.Sprintf("usage %+v", q), getUsage(t, st, q), wantUsage(h.recs, q))
+	}
 }
 
 func (s *suite) testApprovals(t *testing.T) {

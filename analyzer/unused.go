@@ -1,0 +1,628 @@
+package analyzer
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/whocould/whocould/access"
+	"github.com/whocould/whocould/event"
+	"github.com/whocould/whocould/finding"
+	"github.com/whocould/whocould/graph"
+	"github.com/whocould/whocould/store"
+)
+
+// The unused-grant rule (DESIGN.md §5): a grant nobody used in the window, and the unused part
+// of a role grant that was used (right-sizing).
+//
+// Judged: every grant (of a role or of an action pattern, to a principal or a group) that holds
+// at Now and has held without a break since Now−Window or earlier (an interval that began exactly
+// at Now−Window is judged; a younger one is not: nobody has had a whole window to use it).
+//
+// Used: an allowed decision of principal P doing A on R at T used grant G when, at T, G was on one
+// of P's paths (DESIGN.md §1) that allow A on R: P active, P reaching G's subject through
+// memberships that all held at T (or being it), G covering R, and G's action pattern, or a
+// permission of G's role (through its inclusions as they stood at T), matching A.
+//
+// How: the store aggregates the allowed decisions per (principal, action, resource) — once for the
+// window, once for all time before it — and, per principal that has any, the rule joins them
+// with the parts of the map the graph exports (graph.Chains, the grants' intervals, graph.Tails,
+// graph.StatusSpans). This is the same join History would do, but without evaluating every
+// instant of the window and without History's path limit (History follows only the first
+// graph.MaxPaths paths per entitlement, PathsTruncated; the parts are complete up to
+// graph.MaxChains membership chains per principal and inclusion chains per role, which only a
+// structure built to multiply chains reaches).
+//
+// One approximation: a use is an aggregate (first, last, count) per (principal, action,
+// resource), so when a path held only over part of [first, last] the rule counts the grant as
+// used if that part overlaps [first, last] (it never calls a grant unused that may have been used);
+// the last use through it is then taken as the end of the overlap.
+
+// ugSpan is a stretch [from, to) of Unix microseconds.
+type ugSpan struct{ from, to int64 }
+
+// ugIntersect is the stretches both a and b cover (each sorted and disjoint; so is the answer).
+func ugIntersect(a, b []ugSpan) []ugSpan {
+	var out []ugSpan
+	for i, j := 0, 0; i < len(a) && j < len(b); {
+		lo, hi := max(a[i].from, b[j].from), min(a[i].to, b[j].to)
+		if lo < hi {
+			out = append(out, ugSpan{lo, hi})
+		}
+		if a[i].to < b[j].to {
+			i++
+		} else {
+			j++
+		}
+	}
+	return out
+}
+
+// ugUnion sorts ss and merges the stretches that overlap or touch.
+func ugUnion(ss []ugSpan) []ugSpan {
+	slices.SortFunc(ss, func(x, y ugSpan) int { return cmp.Compare(x.from, y.from) })
+	out := ss[:0]
+	for _, s := range ss {
+		if n := len(out); n > 0 && out[n-1].to >= s.from {
+			out[n-1].to = max(out[n-1].to, s.to)
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// ugAlways is every time.
+var ugAlways = []ugSpan{{-1 << 62, graph.Forever}}
+
+// ugLastUse is the latest instant of [first, last] (micros, inclusive) that ss covers, if any.
+func ugLastUse(ss []ugSpan, first, last int64) (int64, bool) {
+	best, ok := int64(0), false
+	for _, s := range ss {
+		if s.from <= last && s.to > first {
+			if t := min(last, s.to-1); !ok || t > best {
+				best, ok = t, true
+			}
+		}
+	}
+	return best, ok
+}
+
+// ugUse is one attributed use: when, and by whom doing what where.
+type ugUse struct {
+	at                          int64 // micros; 0: none
+	principal, action, resource string
+}
+
+func (u *ugUse) later(at int64, principal, action, resource string) {
+	if u.at == 0 || at > u.at {
+		*u = ugUse{at, principal, action, resource}
+	}
+}
+
+// ugGrant is one grant the rule judges.
+type ugGrant struct {
+	subject, role, action, resource string
+	// start is when the grant's current interval began (renewals and touching intervals merged).
+	start int64
+	spans []ugSpan // every interval of the grant
+	// In the window: whether it was used, the permission patterns (of role grants) and the
+	// actions used, and the last use.
+	used        bool
+	usedPerms   map[string]bool
+	usedActions map[string]bool
+	lastIn      ugUse
+	// Before the window: the last use, and per permission pattern (role grants).
+	lastBefore ugUse
+	lastPerm   map[string]int64
+}
+
+func (g *ugGrant) ref() access.GrantRef {
+	return access.GrantRef{Subject: g.subject, Role: g.role, Action: g.action, Resource: g.resource}
+}
+
+// what is the grant's role or action pattern.
+func (g *ugGrant) what() string { return cmp.Or(g.role, g.action) }
+
+// ugRole is a role's permissions over time: pattern → when the role (itself or through its
+// inclusions) held it.
+type ugRole struct {
+	perms    map[string][]ugSpan
+	patterns []string // sorted
+}
+
+// ugCand is a judged grant within a principal's reach, and when the principal reached it while
+// active.
+type ugCand struct {
+	g     *ugGrant
+	spans []ugSpan
+}
+
+// ugRun is one run of the rule.
+type ugRun struct {
+	in         *Input
+	g          *graph.Graph
+	now, start int64 // Now and Now−Window, micros
+	grants     []*ugGrant
+	bySubject  map[string][]*ugGrant
+	roles      map[string]*ugRole
+}
+
+// checkUnusedGrant flags grants not used in the window, and role grants used only in part.
+func checkUnusedGrant(ctx context.Context, in *Input) ([]finding.Finding, error) {
+	window := in.Config.UnusedGrant.Window.D()
+	r := &ugRun{in: in, g: in.Model.Graph, now: event.Micros(in.Now), start: event.Micros(in.Now.Add(-window)),
+		bySubject: map[string][]*ugGrant{}, roles: map[string]*ugRole{}}
+	r.judged()
+	if len(r.grants) == 0 {
+		return nil, nil
+	}
+	inWindow, err := in.Store.Usage(ctx, store.DecisionQuery{Tenant: in.Tenant, From: in.Now.Add(-window), To: in.Now})
+	if err != nil {
+		return nil, fmt.Errorf("unused grants: usage in the window: %w", err)
+	}
+	before, err := in.Store.Usage(ctx, store.DecisionQuery{Tenant: in.Tenant, To: in.Now.Add(-window)})
+	if err != nil {
+		return nil, fmt.Errorf("unused grants: usage before the window: %w", err)
+	}
+	// Both lists by principal, then one principal at a time (a merge of the two).
+	for _, uses := range [][]store.Use{inWindow, before} {
+		if !slices.IsSortedFunc(uses, ugByPrincipal) {
+			slices.SortStableFunc(uses, ugByPrincipal)
+		}
+	}
+	n := 0
+	for i, j := 0, 0; i < len(inWindow) || j < len(before); n++ {
+		if n%64 == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
+		var p string
+		switch {
+		case j == len(before) || (i < len(inWindow) && inWindow[i].Principal <= before[j].Principal):
+			p = inWindow[i].Principal
+		default:
+			p = before[j].Principal
+		}
+		i2, j2 := i, j
+		for i2 < len(inWindow) && inWindow[i2].Principal == p {
+			i2++
+		}
+		for j2 < len(before) && before[j2].Principal == p {
+			j2++
+		}
+		r.attribute(p, inWindow[i:i2], before[j:j2])
+		i, j = i2, j2
+	}
+	return r.findings(ctx)
+}
+
+func ugByPrincipal(a, b store.Use) int { return cmp.Compare(a.Principal, b.Principal) }
+
+// judged collects the grants the rule judges.
+func (r *ugRun) judged() {
+	r.g.Relations(nil, func(rs graph.RelationSpans) {
+		spans := make([]ugSpan, len(rs.Spans))
+		for i, s := range rs.Spans {
+			spans[i] = ugSpan{s.From, s.To}
+		}
+		spans = ugUnion(spans) // a renewal, or a remove and add at one instant, carries on
+		i := slices.IndexFunc(spans, func(s ugSpan) bool { return s.from <= r.now && r.now < s.to })
+		if i < 0 || spans[i].from > r.start {
+			return // not held at Now, or too young to judge
+		}
+		g := &ugGrant{subject: rs.A, resource: rs.C, start: spans[i].from, spans: spans}
+		if rs.Kind == graph.RoleGrant {
+			g.role = rs.B
+		} else {
+			g.action = rs.B
+		}
+		r.grants = append(r.grants, g)
+		r.bySubject[g.subject] = append(r.bySubject[g.subject], g)
+	}, graph.RoleGrant, graph.ActionGrant)
+	slices.SortFunc(r.grants, func(a, b *ugGrant) int {
+		return cmp.Or(cmp.Compare(a.subject, b.subject), cmp.Compare(a.role, b.role), cmp.Compare(a.action, b.action),
+			cmp.Compare(a.resource, b.resource))
+	})
+}
+
+// role is role's permissions over all time (cached).
+func (r *ugRun) role(name string) *ugRole {
+	if ro, ok := r.roles[name]; ok {
+		return ro
+	}
+	ro := &ugRole{perms: map[string][]ugSpan{}}
+	for _, t := range r.g.Tails(name, nil) {
+		ro.perms[t.Permission] = append(ro.perms[t.Permission], ugSpan{t.From, t.To})
+	}
+	for p, ss := range ro.perms {
+		ro.perms[p] = ugUnion(ss)
+		ro.patterns = append(ro.patterns, p)
+	}
+	slices.Sort(ro.patterns)
+	r.roles[name] = ro
+	return ro
+}
+
+// patternsAt are the permission patterns role holds at t.
+func (ro *ugRole) patternsAt(t int64) []string {
+	var out []string
+	for _, p := range ro.patterns {
+		if slices.ContainsFunc(ro.perms[p], func(s ugSpan) bool { return s.from <= t && t < s.to }) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// attribute credits principal's uses, in the window and before it, to the judged grants that
+// were on its paths when it used them.
+func (r *ugRun) attribute(principal string, inWindow, before []store.Use) {
+	var active []ugSpan
+	for _, s := range r.g.StatusSpans(principal, nil) {
+		if s.Status == access.StatusActive {
+			active = append(active, ugSpan{s.From, s.To})
+		}
+	}
+	active = ugUnion(active)
+	if len(active) == 0 {
+		return
+	}
+	// When the principal reached each subject: itself always, each group while a chain of
+	// memberships to it held.
+	reach := map[string][]ugSpan{principal: ugAlways}
+	for _, c := range r.g.Chains(principal, nil) {
+		s := c.Groups[len(c.Groups)-1]
+		if len(r.bySubject[s]) > 0 {
+			reach[s] = append(reach[s], ugSpan{c.From, c.To})
+		}
+	}
+	cands := map[string][]ugCand{} // by the grant's resource
+	for s, ss := range reach {
+		on := ugIntersect(ugUnion(ss), active)
+		for _, g := range r.bySubject[s] {
+			if both := ugIntersect(on, g.spans); len(both) > 0 {
+				cands[g.resource] = append(cands[g.resource], ugCand{g, both})
+			}
+		}
+	}
+	if len(cands) == 0 {
+		return
+	}
+	for w, uses := range [][]store.Use{inWindow, before} {
+		for _, u := range uses {
+			first, last := event.Micros(u.First), event.Micros(u.Last)
+			for _, res := range event.Ancestors(u.Resource) {
+				for _, c := range cands[res] {
+					r.credit(c, principal, u, first, last, w == 0)
+				}
+			}
+		}
+	}
+}
+
+// credit credits use u (in the window or before it) to c's grant, if c's path allowed it.
+func (r *ugRun) credit(c ugCand, principal string, u store.Use, first, last int64, inWindow bool) {
+	g := c.g
+	mark := func(perm string, at int64) {
+		if inWindow {
+			g.used = true
+			g.lastIn.later(at, principal, u.Action, u.Resource)
+			if g.usedActions == nil {
+				g.usedActions, g.usedPerms = map[string]bool{}, map[string]bool{}
+			}
+			g.usedActions[u.Action] = true
+			if perm != "" {
+				g.usedPerms[perm] = true
+			}
+			return
+		}
+		g.lastBefore.later(at, principal, u.Action, u.Resource)
+		if perm != "" {
+			if g.lastPerm == nil {
+				g.lastPerm = map[string]int64{}
+			}
+			g.lastPerm[perm] = max(g.lastPerm[perm], at)
+		}
+	}
+	if g.role == "" {
+		if event.Matches(g.action, u.Action) {
+			if at, ok := ugLastUse(c.spans, first, last); ok {
+				mark("", at)
+			}
+		}
+		return
+	}
+	ro := r.role(g.role)
+	for _, p := range ro.patterns {
+		if !event.Matches(p, u.Action) {
+			continue
+		}
+		if at, ok := ugLastUse(ugIntersect(c.spans, ro.perms[p]), first, last); ok {
+			mark(p, at)
+		}
+	}
+}
+
+// ugRoleSize is a role defined at Now and its permission patterns then.
+type ugRoleSize struct {
+	name     string
+	patterns []string
+}
+
+// findings turns the judged grants into findings.
+func (r *ugRun) findings(ctx context.Context) ([]finding.Finding, error) {
+	in := r.in
+	window := in.Config.UnusedGrant.Window
+	days := window.D().Hours() / 24
+	adds := r.grantAdds()
+	reach := ugReach(r.g, in.Now)
+	var sizes []ugRoleSize // every role defined at Now, smallest first; made when first needed
+	var out []finding.Finding
+	for i, g := range r.grants {
+		if i%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
+		kind := "unused"
+		var perms, unused []string
+		if g.used {
+			if g.role == "" {
+				continue // an action grant is used or not
+			}
+			perms = r.role(g.role).patternsAt(r.now)
+			for _, p := range perms {
+				if !g.usedPerms[p] {
+					unused = append(unused, p)
+				}
+			}
+			if len(unused) == 0 {
+				continue
+			}
+			kind = "right-size"
+		}
+		sev := finding.Low
+		if kind == "unused" && (slices.Contains(in.Config.Privileged.Roles, g.role) ||
+			slices.ContainsFunc(in.Config.Privileged.Resources, func(p string) bool { return event.Covers(p, g.resource) })) {
+			sev = finding.Medium
+		}
+		grantedAt := event.FromMicros(g.start)
+		f := in.New(finding.UnusedGrant, kind, kind+"\x00"+ugKey(g), sev)
+		if event.KindOf(g.subject) == event.KindPrincipal {
+			f.Principal = g.subject
+		}
+		f.Action, f.Resource = g.action, g.resource
+		reached := reach.count(g.subject)
+		f.Details = map[string]any{"window_days": days, "granted_at": ugStamp(grantedAt), "principals": reached}
+		addEv := adds[ugAddKey(g.subject, g.role, g.action, g.resource, g.start)]
+		evidence := func() {
+			if addEv != nil {
+				f.Evidence = append(f.Evidence, finding.Evidence{Kind: "event", Time: finding.Time(addEv.Time),
+					Text: fmt.Sprintf("%s at %s gave %s %s on %s (event %s/%s)", addEv.Type, ugStamp(addEv.Time), g.subject,
+						g.what(), g.resource, addEv.Source, addEv.ID),
+					Event: ugEventRef(addEv)})
+			} else {
+				f.Evidence = append(f.Evidence, finding.Evidence{Kind: "interval", Time: finding.Time(grantedAt),
+					Text: fmt.Sprintf("%s has held without a break since %s", g.ref().String(), ugStamp(grantedAt))})
+			}
+			if event.KindOf(g.subject) != event.KindPrincipal {
+				f.Evidence = append(f.Evidence, finding.Evidence{Kind: "measure",
+					Text: fmt.Sprintf("%s reaches %d active principal(s) now, directly or through nested groups", g.subject, reached)})
+			}
+		}
+		if kind == "unused" {
+			f.Since = grantedAt
+			last := "it has not been used since it was granted on " + ugStamp(grantedAt)
+			if g.lastBefore.at != 0 {
+				lu := event.FromMicros(g.lastBefore.at)
+				f.Since = event.FromMicros(max(g.start, g.lastBefore.at))
+				f.Details["last_used"] = ugStamp(lu)
+				last = "last used " + ugStamp(lu)
+			}
+			f.Summary = fmt.Sprintf("%s was not used by any allowed decision in the last %s (%s).", g.ref().String(), window, last)
+			evidence()
+			f.Evidence = append(f.Evidence, finding.Evidence{Kind: "interval", Time: finding.Time(event.FromMicros(r.start)),
+				Until: finding.Time(in.Now),
+				Text: fmt.Sprintf("no allowed decision between %s and %s went through %s", ugStamp(event.FromMicros(r.start)),
+					ugStamp(in.Now), g.ref().String())})
+			if u := g.lastBefore; u.at != 0 {
+				f.Evidence = append(f.Evidence, finding.Evidence{Kind: "decision", Time: finding.Time(event.FromMicros(u.at)),
+					Text: fmt.Sprintf("last used at %s: %s did %s on %s through it", ugStamp(event.FromMicros(u.at)), u.principal,
+						u.action, u.resource)})
+			}
+			out = append(out, f)
+			continue
+		}
+		used := ugSorted(g.usedPerms)
+		actions := ugSorted(g.usedActions)
+		since := g.start
+		for _, p := range unused {
+			since = max(since, g.lastPerm[p])
+		}
+		f.Since = event.FromMicros(since)
+		f.Details["used_permissions"] = used
+		f.Details["unused_permissions"] = unused
+		f.Details["used_actions"] = actions
+		f.Details["last_used"] = ugStamp(event.FromMicros(g.lastIn.at))
+		if sizes == nil {
+			sizes = r.roleSizes()
+		}
+		suggested := ""
+		for _, s := range sizes {
+			if len(s.patterns) >= len(perms) {
+				break
+			}
+			if s.name != g.role && ugCoversAll(s.patterns, actions) {
+				suggested = s.name
+				break
+			}
+		}
+		tail := ""
+		if suggested != "" {
+			f.Details["suggested_role"] = suggested
+			tail = fmt.Sprintf("; %s (%d permission(s)) would cover what was used", suggested,
+				len(sizes[slices.IndexFunc(sizes, func(s ugRoleSize) bool { return s.name == suggested })].patterns))
+		}
+		f.Summary = fmt.Sprintf("%s used only %d of the role's %d permissions in the last %s (%s)%s.", g.ref().String(),
+			len(perms)-len(unused), len(perms), window, strings.Join(used, ", "), tail)
+		evidence()
+		f.Evidence = append(f.Evidence, finding.Evidence{Kind: "measure", Time: finding.Time(event.FromMicros(r.start)),
+			Until: finding.Time(in.Now),
+			Text: fmt.Sprintf("between %s and %s, allowed decisions used %s of %s (actions %s); never %s",
+				ugStamp(event.FromMicros(r.start)), ugStamp(in.Now), strings.Join(used, ", "), g.role, strings.Join(actions, ", "),
+				strings.Join(unused, ", "))})
+		if u := g.lastIn; u.at != 0 {
+			f.Evidence = append(f.Evidence, finding.Evidence{Kind: "decision", Time: finding.Time(event.FromMicros(u.at)),
+				Text: fmt.Sprintf("last used at %s: %s did %s on %s through it", ugStamp(event.FromMicros(u.at)), u.principal,
+					u.action, u.resource)})
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// roleSizes lists every role defined at Now (holding a permission then), fewest permissions
+// first, then by name.
+func (r *ugRun) roleSizes() []ugRoleSize {
+	names := map[string]bool{}
+	r.g.Relations(nil, func(rs graph.RelationSpans) { names[rs.A] = true }, graph.Permission, graph.Inclusion)
+	out := []ugRoleSize{}
+	for n := range names {
+		if ps := r.role(n).patternsAt(r.now); len(ps) > 0 {
+			out = append(out, ugRoleSize{n, ps})
+		}
+	}
+	slices.SortFunc(out, func(a, b ugRoleSize) int {
+		return cmp.Or(cmp.Compare(len(a.patterns), len(b.patterns)), cmp.Compare(a.name, b.name))
+	})
+	return out
+}
+
+// ugCoversAll reports whether every action matches one of patterns.
+func ugCoversAll(patterns, actions []string) bool {
+	for _, a := range actions {
+		if !slices.ContainsFunc(patterns, func(p string) bool { return event.Matches(p, a) }) {
+			return false
+		}
+	}
+	return true
+}
+
+// grantAdds indexes the model's grant.added events by grant and time.
+func (r *ugRun) grantAdds() map[string]*event.Record {
+	out := map[string]*event.Record{}
+	evs := r.in.Model.Events
+	for i := range evs {
+		e := &evs[i]
+		if e.Type != event.GrantAdded {
+			continue
+		}
+		k := ugAddKey(e.Data.Subject, e.Data.Role, e.Data.Action, e.Data.Resource, event.Micros(e.Time))
+		if _, dup := out[k]; !dup {
+			out[k] = e
+		}
+	}
+	return out
+}
+
+func ugAddKey(subject, role, action, resource string, at int64) string {
+	return fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%d", subject, role, action, resource, at)
+}
+
+// ugKey identifies a grant within the rule: its subject, role or action, and resource.
+func ugKey(g *ugGrant) string {
+	what := "role=" + g.role
+	if g.role == "" {
+		what = "action=" + g.action
+	}
+	return g.subject + "\x00" + what + "\x00" + g.resource
+}
+
+func ugSorted(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// ugStamp writes t as the findings do: RFC 3339 in UTC.
+func ugStamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// ugEventRef names record r.
+func ugEventRef(r *event.Record) *finding.EventRef {
+	return &finding.EventRef{Source: r.Source, ID: r.ID, Type: string(r.Type), Position: r.Position}
+}
+
+// ugReached counts, per subject, the active principals a grant to it reaches at a time.
+type ugReached struct {
+	g       *graph.Graph
+	at      int64
+	members map[string][]string // group → members at the time
+	active  map[string]bool
+	counts  map[string]int
+}
+
+// ugReach prepares counting the principals grants reach at t.
+func ugReach(g *graph.Graph, t time.Time) *ugReached {
+	at := event.Micros(t)
+	r := &ugReached{g: g, at: at, members: map[string][]string{}, active: map[string]bool{}, counts: map[string]int{}}
+	g.Relations(nil, func(rs graph.RelationSpans) {
+		if slices.ContainsFunc(rs.Spans, func(s graph.GrantSpan) bool { return s.From <= at && at < s.To }) {
+			r.members[rs.A] = append(r.members[rs.A], rs.B)
+		}
+	}, graph.Membership)
+	return r
+}
+
+func (r *ugReached) isActive(p string) bool {
+	a, ok := r.active[p]
+	if !ok {
+		a = slices.ContainsFunc(r.g.StatusSpans(p, nil), func(s graph.StatusSpan) bool {
+			return s.Status == access.StatusActive && s.From <= r.at && r.at < s.To
+		})
+		r.active[p] = a
+	}
+	return a
+}
+
+// count is how many active principals subject is or has as members (through nested groups).
+func (r *ugReached) count(subject string) int {
+	if event.KindOf(subject) == event.KindPrincipal {
+		if r.isActive(subject) {
+			return 1
+		}
+		return 0
+	}
+	if n, ok := r.counts[subject]; ok {
+		return n
+	}
+	seen := map[string]bool{subject: true}
+	todo := []string{subject}
+	n := 0
+	for len(todo) > 0 {
+		x := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		for _, m := range r.members[x] {
+			if seen[m] {
+				continue
+			}
+			seen[m] = true
+			if event.KindOf(m) == event.KindPrincipal {
+				if r.isActive(m) {
+					n++
+				}
+			} else {
+				todo = append(todo, m)
+			}
+		}
+	}
+	r.counts[subject] = n
+	return n
+}
