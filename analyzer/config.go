@@ -72,10 +72,11 @@ type Config struct {
 	// matter more.
 	Privileged Privileged `yaml:"privileged"`
 
-	UnusedGrant        UnusedGrantConfig        `yaml:"unused_grant"`
-	PrivilegeCreep     PrivilegeCreepConfig     `yaml:"privilege_creep"`
-	UnauthorisedChange UnauthorisedChangeConfig `yaml:"unauthorised_change"`
-	MissingApproval    MissingApprovalConfig    `yaml:"missing_approval"`
+	UnusedGrant               UnusedGrantConfig               `yaml:"unused_grant"`
+	PrivilegeCreep            PrivilegeCreepConfig            `yaml:"privilege_creep"`
+	AccessAfterDeprovisioning AccessAfterDeprovisioningConfig `yaml:"access_after_deprovisioning"`
+	UnauthorisedChange        UnauthorisedChangeConfig        `yaml:"unauthorised_change"`
+	MissingApproval           MissingApprovalConfig           `yaml:"missing_approval"`
 	// SeparationOfDuties declares the actions nobody may be able to do at once.
 	SeparationOfDuties []SoDPair `yaml:"separation_of_duties"`
 	// Baseline is the file of the desired state (see Baseline); drift is not judged without one.
@@ -117,6 +118,13 @@ type PrivilegeCreepConfig struct {
 	// has at least MinPeers peers (defaults 10 and 3).
 	PeerPercent float64 `yaml:"peer_percent"`
 	MinPeers    int     `yaml:"min_peers"`
+}
+
+// AccessAfterDeprovisioningConfig configures the access-after-deprovisioning rule.
+type AccessAfterDeprovisioningConfig struct {
+	// RevokeWithin: a leaver whose last grant or membership ended later than this after the
+	// disablement is a time-to-revoke finding (default 24h).
+	RevokeWithin Duration `yaml:"revoke_within"`
 }
 
 // AdminCheck is one admin action a change's actor must be able to do: Action on Resource, both
@@ -203,6 +211,9 @@ func (c *Config) Defaults() {
 	if pc.MinPeers == 0 {
 		pc.MinPeers = 3
 	}
+	if c.AccessAfterDeprovisioning.RevokeWithin == 0 {
+		c.AccessAfterDeprovisioning.RevokeWithin = Duration(24 * time.Hour)
+	}
 	if c.MissingApproval.Approvers == 0 {
 		c.MissingApproval.Approvers = 1
 	}
@@ -226,6 +237,9 @@ func (c *Config) Validate() error {
 	}
 	if c.PrivilegeCreep.Growth < 0 || c.PrivilegeCreep.PeerPercent < 0 || c.PrivilegeCreep.PeerPercent > 100 || c.PrivilegeCreep.MinPeers < 0 {
 		errs = append(errs, errors.New("privilege_creep: growth and min_peers must not be negative, peer_percent must be within 0..100"))
+	}
+	if c.AccessAfterDeprovisioning.RevokeWithin < 0 {
+		errs = append(errs, errors.New("access_after_deprovisioning: revoke_within must not be negative"))
 	}
 	if c.MissingApproval.Approvers < 0 {
 		errs = append(errs, errors.New("missing_approval: approvers must not be negative"))

@@ -67,21 +67,22 @@ type pcMove struct {
 	group    string            // the group left; "" for an attribute move
 	attrs    []string          // the attributes that changed, sorted
 	from, to map[string]string // their values before and after
-	kept     []pcEnt           // held just before and at Now (before the peer filter), sorted
-	keptIDs  []int32
-	paths    map[pcEnt]access.Path // for a group left: the path at Now that avoids it
+	// What was held just before and still is at Now: for an attribute move, as ids (before the
+	// peer filter); for a group left, sorted, with the path at Now that avoids the group.
+	keptIDs []graph.EntitlementID
+	kept    []pcEnt
+	paths   map[pcEnt]access.Path
 }
 
 // pcPrincipal is what the first pass learns of one active principal.
 type pcPrincipal struct {
 	name   string
-	ents   []int32 // its entitlements at Now, sorted ids
+	ents   []graph.EntitlementID // its entitlements at Now, sorted
 	attrs  map[string]string
 	groups string // its direct groups at Now, sorted, joined by NUL
-	// growth: the counts, and the first gained entitlements (when it grew by Growth or more).
+	// growth: the counts, and the entitlements gained (when it grew by Growth or more).
 	before, after int
-	gained        []pcEnt
-	gainedAll     int
+	gained        []graph.EntitlementID
 	moves         []pcMove
 }
 
@@ -91,9 +92,6 @@ type pcRun struct {
 	g       *graph.Graph
 	cfg     *PrivilegeCreepConfig
 	now     int64
-	mu      sync.Mutex
-	ids     map[pcEnt]int32
-	ents    []pcEnt
 	leaves  map[string][]graph.RelationSpans // principal → its direct memberships
 	groupAt map[string][]string              // principal → its direct groups at Now
 	once    sync.Once
@@ -105,7 +103,7 @@ type pcRun struct {
 // checkPrivilegeCreep flags entitlement growth, entitlements kept after a move, and
 // entitlements a principal's peers almost never hold.
 func checkPrivilegeCreep(ctx context.Context, in *Input) ([]finding.Finding, error) {
-	r := &pcRun{in: in, g: in.Model.Graph, cfg: &in.Config.PrivilegeCreep, now: event.Micros(in.Now), ids: map[pcEnt]int32{},
+	r := &pcRun{in: in, g: in.Model.Graph, cfg: &in.Config.PrivilegeCreep, now: event.Micros(in.Now),
 		leaves: map[string][]graph.RelationSpans{}, groupAt: map[string][]string{}}
 	r.g.Relations(nil, func(rs graph.RelationSpans) {
 		if event.KindOf(rs.B) != event.KindPrincipal {
@@ -177,53 +175,24 @@ func pcActiveAt(g *graph.Graph, p string, t int64) bool {
 	})
 }
 
-// intern gives entitlements their ids, sorted.
-func (r *pcRun) intern(es []pcEnt) []int32 {
-	out := make([]int32, len(es))
-	r.mu.Lock()
-	for i, k := range es {
-		id, ok := r.ids[k]
-		if !ok {
-			id = int32(len(r.ents))
-			r.ids[k] = id
-			r.ents = append(r.ents, k)
-		}
-		out[i] = id
-	}
-	r.mu.Unlock()
-	slices.Sort(out)
-	return out
+// keys are the entitlements p could use at t (micros), sorted, and whether p was active then.
+func (r *pcRun) keys(p string, t int64) ([]graph.EntitlementID, bool) {
+	ids, active := r.g.EntitlementIDs(p, event.FromMicros(t), nil, nil)
+	slices.Sort(ids)
+	return ids, active
 }
 
-// keys are the ids of the entitlements p could use at t (micros), sorted, and whether p was
-// active then.
-func (r *pcRun) keys(p string, t int64) ([]int32, bool) {
-	ks, active := r.g.EntitlementKeys(p, event.FromMicros(t), nil)
-	es := make([]pcEnt, len(ks))
-	for i, k := range ks {
-		es[i] = pcEnt{k[0], k[1]}
-	}
-	return r.intern(es), active
-}
-
-// entsOf are the entitlements of ids, sorted by action and resource, with their ids.
-func (r *pcRun) entsOf(ids []int32) ([]pcEnt, []int32) {
-	type pair struct {
-		e  pcEnt
-		id int32
-	}
-	ps := make([]pair, len(ids))
-	r.mu.Lock()
+// first are the first n of ids (all when n < 0) by action pattern, then resource.
+func (r *pcRun) first(ids []graph.EntitlementID, n int) []pcEnt {
+	es := make([]pcEnt, len(ids))
 	for i, id := range ids {
-		ps[i] = pair{r.ents[id], id}
+		es[i].action, es[i].resource = r.g.EntitlementNames(id)
 	}
-	r.mu.Unlock()
-	slices.SortFunc(ps, func(a, b pair) int { return pcCompare(a.e, b.e) })
-	es, out := make([]pcEnt, len(ps)), make([]int32, len(ps))
-	for i, p := range ps {
-		es[i], out[i] = p.e, p.id
+	slices.SortFunc(es, pcCompare)
+	if n >= 0 && len(es) > n {
+		es = es[:n]
 	}
-	return es, out
+	return es
 }
 
 // whatCould is what p could do at t (micros), with the paths.
@@ -268,7 +237,7 @@ func (r *pcRun) pathsAt(ctx context.Context, p string, need []pcEnt) (map[pcEnt]
 }
 
 // judge is the first pass over one active principal: its entitlements, growth and moves. It asks
-// the graph for entitlements without paths, but for the group moves, whose test reads them.
+// the graph for entitlements without paths, but for the groups left, whose test reads them.
 func (r *pcRun) judge(ctx context.Context, p string) (*pcPrincipal, error) {
 	now, _ := r.keys(p, r.now)
 	pp := &pcPrincipal{name: p, ents: now, after: len(now)}
@@ -279,22 +248,20 @@ func (r *pcRun) judge(ctx context.Context, p string) (*pcPrincipal, error) {
 	if i := slices.IndexFunc(spans, func(s graph.AttributeSpan) bool { return s.From <= r.now && r.now < s.To }); i >= 0 {
 		pp.attrs = spans[i].Attrs
 	}
-	has := func(ids []int32, id int32) bool { _, ok := slices.BinarySearch(ids, id); return ok }
+	has := func(ids []graph.EntitlementID, id graph.EntitlementID) bool {
+		_, ok := slices.BinarySearch(ids, id)
+		return ok
+	}
 	// Growth.
-	start := event.Micros(r.in.Now.Add(-r.cfg.Window.D()))
 	if len(now) >= r.cfg.Growth {
-		before, active := r.keys(p, start)
+		before, active := r.keys(p, event.Micros(r.in.Now.Add(-r.cfg.Window.D())))
 		if active && len(now)-len(before) >= r.cfg.Growth {
 			pp.before = len(before)
-			var gained []int32
 			for _, id := range now {
 				if !has(before, id) {
-					gained = append(gained, id)
+					pp.gained = append(pp.gained, id)
 				}
 			}
-			pp.gainedAll = len(gained)
-			pp.gained, _ = r.entsOf(gained)
-			pp.gained = pp.gained[:min(len(pp.gained), pcMaxListed)]
 		}
 	}
 	// Moves past their grace.
@@ -334,50 +301,45 @@ func (r *pcRun) judge(ctx context.Context, p string) (*pcPrincipal, error) {
 	for _, m := range moves {
 		if m.group == "" {
 			before, _ := r.keys(p, m.at-1)
-			var kept []int32
 			for _, id := range before {
 				if has(now, id) {
-					kept = append(kept, id)
+					m.keptIDs = append(m.keptIDs, id)
 				}
 			}
-			m.kept, m.keptIDs = r.entsOf(kept)
-		} else {
-			before, err := r.whatCould(ctx, p, m.at-1)
-			if err != nil {
-				return nil, err
+			if len(m.keptIDs) > 0 {
+				pp.moves = append(pp.moves, m)
 			}
-			if nowPaths == nil && len(before) > 0 {
-				if nowPaths, err = r.whatCould(ctx, p, r.now); err != nil {
-					return nil, err
-				}
-			}
-			m.paths = map[pcEnt]access.Path{}
-			for e, paths := range before {
-				cur, ok := nowPaths[e]
-				if !ok {
-					continue
-				}
-				through := slices.ContainsFunc(paths, func(x access.Path) bool { return slices.Contains(x.Groups, m.group) })
-				avoided := slices.ContainsFunc(paths, func(x access.Path) bool {
-					return !slices.ContainsFunc(x.Groups, func(g string) bool { return slices.Contains(left[m.at], g) })
-				})
-				i := slices.IndexFunc(cur, func(x access.Path) bool { return !slices.Contains(x.Groups, m.group) })
-				if through && !avoided && i >= 0 {
-					m.kept = append(m.kept, e)
-					m.paths[e] = cur[i]
-				}
-			}
-			slices.SortFunc(m.kept, pcCompare)
-			r.mu.Lock()
-			for _, k := range m.kept {
-				m.keptIDs = append(m.keptIDs, r.ids[k])
-			}
-			r.mu.Unlock()
-		}
-		if len(m.kept) == 0 {
 			continue
 		}
-		pp.moves = append(pp.moves, m)
+		before, err := r.whatCould(ctx, p, m.at-1)
+		if err != nil {
+			return nil, err
+		}
+		if nowPaths == nil && len(before) > 0 {
+			if nowPaths, err = r.whatCould(ctx, p, r.now); err != nil {
+				return nil, err
+			}
+		}
+		m.paths = map[pcEnt]access.Path{}
+		for e, paths := range before {
+			cur, ok := nowPaths[e]
+			if !ok {
+				continue
+			}
+			through := slices.ContainsFunc(paths, func(x access.Path) bool { return slices.Contains(x.Groups, m.group) })
+			avoided := slices.ContainsFunc(paths, func(x access.Path) bool {
+				return !slices.ContainsFunc(x.Groups, func(g string) bool { return slices.Contains(left[m.at], g) })
+			})
+			i := slices.IndexFunc(cur, func(x access.Path) bool { return !slices.Contains(x.Groups, m.group) })
+			if through && !avoided && i >= 0 {
+				m.kept = append(m.kept, e)
+				m.paths[e] = cur[i]
+			}
+		}
+		slices.SortFunc(m.kept, pcCompare)
+		if len(m.kept) > 0 {
+			pp.moves = append(pp.moves, m)
+		}
 	}
 	slices.SortFunc(pp.moves, func(a, b pcMove) int { return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.group, b.group)) })
 	return pp, nil
@@ -388,7 +350,7 @@ func (r *pcRun) judge(ctx context.Context, p string) (*pcPrincipal, error) {
 type pcPeers struct {
 	what    string // how they are peers, in words
 	members int
-	holding map[int32]int
+	holding map[graph.EntitlementID]int
 }
 
 // peerSets are the keys of the sets of peers p is counted in, with how they are peers: the
@@ -413,7 +375,6 @@ func (r *pcRun) groupPeers(p *pcPrincipal) string { _, _, k, _ := r.peerSets(p);
 
 // findings is the second pass: peers, and the findings.
 func (r *pcRun) findings(ctx context.Context, ps []*pcPrincipal) ([]finding.Finding, error) {
-	cfg := r.cfg
 	peers := map[string]*pcPeers{}
 	for _, p := range ps {
 		ak, aw, gk, gw := r.peerSets(p)
@@ -423,7 +384,7 @@ func (r *pcRun) findings(ctx context.Context, ps []*pcPrincipal) ([]finding.Find
 			}
 			s := peers[k[0]]
 			if s == nil {
-				s = &pcPeers{what: k[1], holding: map[int32]int{}}
+				s = &pcPeers{what: k[1], holding: map[graph.EntitlementID]int{}}
 				peers[k[0]] = s
 			}
 			s.members++
@@ -432,11 +393,9 @@ func (r *pcRun) findings(ctx context.Context, ps []*pcPrincipal) ([]finding.Find
 			}
 		}
 	}
-	// rare reports whether fewer than PeerPercent% of n peers hold an entitlement h of them hold.
-	rare := func(h, n int) bool { return float64(h)*100 < cfg.PeerPercent*float64(n) }
 	outs := make([][]finding.Finding, len(ps))
 	err := pcParallel(ctx, len(ps), func(i int) (err error) {
-		outs[i], err = r.judged(ctx, ps[i], peers, rare)
+		outs[i], err = r.judged(ctx, ps[i], peers)
 		return err
 	})
 	if err != nil {
@@ -449,41 +408,83 @@ func (r *pcRun) findings(ctx context.Context, ps []*pcPrincipal) ([]finding.Find
 	return out, nil
 }
 
+// rare reports whether fewer than PeerPercent% of s's members but one (a principal's peers)
+// hold e, which that principal holds.
+func (r *pcRun) rare(s *pcPeers, e graph.EntitlementID) bool {
+	return float64(s.holding[e]-1)*100 < r.cfg.PeerPercent*float64(s.members-1)
+}
+
+// pcKept is the finding of one move, before its evidence.
+type pcKept struct {
+	m        pcMove
+	n        int     // how many were kept
+	listed   []pcEnt // the first of them
+	peerNote string
+}
+
+// pcOdd is an entitlement rare among a principal's peers, and how many of them hold it.
+type pcOdd struct {
+	e    pcEnt
+	held int
+}
+
 // judged is p's findings.
-func (r *pcRun) judged(ctx context.Context, p *pcPrincipal, peers map[string]*pcPeers, rare func(h, n int) bool) ([]finding.Finding, error) {
-	var odd []int32 // its entitlements rare among its peers
+func (r *pcRun) judged(ctx context.Context, p *pcPrincipal, peers map[string]*pcPeers) ([]finding.Finding, error) {
+	cfg := r.cfg
+	var odd []pcOdd // its entitlements rare among its peers
 	s := peers[r.peerKey(p)]
-	if s != nil && s.members-1 >= r.cfg.MinPeers {
-		for _, e := range p.ents {
-			if rare(s.holding[e]-1, s.members-1) {
-				odd = append(odd, e)
+	if s != nil && s.members-1 >= cfg.MinPeers {
+		for _, id := range p.ents {
+			if r.rare(s, id) {
+				a, res := r.g.EntitlementNames(id)
+				odd = append(odd, pcOdd{pcEnt{a, res}, s.holding[id] - 1})
 			}
 		}
+		slices.SortFunc(odd, func(a, b pcOdd) int { return pcCompare(a.e, b.e) })
 	}
-	if p.gainedAll == 0 && len(p.moves) == 0 && len(odd) == 0 {
-		return nil, nil
-	}
-	need := slices.Clone(p.gained)
+	var kept []pcKept
 	for _, m := range p.moves {
+		k := pcKept{m: m, n: len(m.kept), listed: m.kept}
 		if m.group == "" {
-			need = append(need, m.kept...)
+			ids := m.keptIDs
+			if s := peers[r.attrPeers(p)]; s != nil && s.members-1 >= cfg.MinPeers {
+				ids = nil
+				for _, id := range m.keptIDs {
+					if r.rare(s, id) {
+						ids = append(ids, id)
+					}
+				}
+				k.peerNote = fmt.Sprintf("; not counting what at least %g%% of its %d new peers (%s) hold", cfg.PeerPercent, s.members-1, s.what)
+			}
+			k.n, k.listed = len(ids), r.first(ids, pcMaxListed)
+		}
+		if k.n > 0 {
+			kept = append(kept, k)
 		}
 	}
-	for _, id := range odd {
-		need = append(need, r.ents[id])
+	if len(p.gained) == 0 && len(kept) == 0 && len(odd) == 0 {
+		return nil, nil
+	}
+	gained := r.first(p.gained, pcMaxListed)
+	need := slices.Clone(gained)
+	for _, k := range kept {
+		if k.m.group == "" {
+			need = append(need, k.listed...)
+		}
+	}
+	for _, o := range odd {
+		need = append(need, o.e)
 	}
 	paths, err := r.pathsAt(ctx, p.name, need)
 	if err != nil {
 		return nil, err
 	}
 	var out []finding.Finding
-	if p.gainedAll > 0 {
-		out = append(out, r.growth(p, paths))
+	if len(p.gained) > 0 {
+		out = append(out, r.growth(p, gained, paths))
 	}
-	for _, m := range p.moves {
-		if f, ok := r.kept(p, m, peers, rare, paths); ok {
-			out = append(out, f)
-		}
+	for _, k := range kept {
+		out = append(out, r.kept(p, k, paths))
 	}
 	if len(odd) > 0 {
 		out = append(out, r.outliers(p, odd, s, paths)...)
@@ -491,8 +492,8 @@ func (r *pcRun) judged(ctx context.Context, p *pcPrincipal, peers map[string]*pc
 	return out, nil
 }
 
-// growth is p's growth finding.
-func (r *pcRun) growth(p *pcPrincipal, paths map[pcEnt][]access.Path) finding.Finding {
+// growth is p's growth finding; gained are the gained entitlements listed.
+func (r *pcRun) growth(p *pcPrincipal, gained []pcEnt, paths map[pcEnt][]access.Path) finding.Finding {
 	in, cfg := r.in, r.cfg
 	from := in.Now.Add(-cfg.Window.D())
 	f := in.New(finding.PrivilegeCreep, "growth", "growth\x00"+p.name, finding.Medium)
@@ -502,14 +503,14 @@ func (r *pcRun) growth(p *pcPrincipal, paths map[pcEnt][]access.Path) finding.Fi
 	f.Summary = fmt.Sprintf("%s's entitlements grew by %d in the last %s, from %d to %d (threshold %d).", p.name, grew, cfg.Window,
 		p.before, p.after, cfg.Growth)
 	f.Details = map[string]any{"before": p.before, "after": p.after, "growth": grew, "window_days": cfg.Window.D().Hours() / 24,
-		"gained": p.gainedAll}
+		"gained": len(p.gained)}
 	f.Evidence = append(f.Evidence, finding.Evidence{Kind: "measure", Time: finding.Time(from), Until: finding.Time(in.Now),
 		Text: fmt.Sprintf("%s could use %d entitlement(s) at %s and %d at %s; %d of those now are new", p.name, p.before, ugStamp(from),
-			p.after, ugStamp(in.Now), p.gainedAll)})
-	for _, g := range p.gained {
+			p.after, ugStamp(in.Now), len(p.gained))})
+	for _, g := range gained {
 		ps := paths[g]
 		if len(ps) == 0 {
-			continue // not in both answers: the graph changed between them
+			continue // the path was past what explain lists
 		}
 		path := ps[0]
 		f.Evidence = append(f.Evidence, finding.Evidence{Kind: "path", Path: &path,
@@ -519,39 +520,19 @@ func (r *pcRun) growth(p *pcPrincipal, paths map[pcEnt][]access.Path) finding.Fi
 				Text: fmt.Sprintf("%s (event %s/%s) completed that path", pcDescribe(e), e.Source, e.ID)})
 		}
 	}
-	if p.gainedAll > len(p.gained) {
+	if len(p.gained) > len(gained) {
 		f.Evidence = append(f.Evidence, finding.Evidence{Kind: "measure",
-			Text: fmt.Sprintf("and %d more gained entitlement(s) not listed", p.gainedAll-len(p.gained))})
+			Text: fmt.Sprintf("and %d more gained entitlement(s) not listed", len(p.gained)-len(gained))})
 	}
 	return f
 }
 
-// kept is the finding of p's move m, if it kept anything the peer filter leaves.
-func (r *pcRun) kept(p *pcPrincipal, m pcMove, peers map[string]*pcPeers, rare func(h, n int) bool,
-	paths map[pcEnt][]access.Path) (finding.Finding, bool) {
-	in, cfg := r.in, r.cfg
-	kept := m.kept
-	var peerNote string
-	if m.group == "" {
-		if k := r.attrPeers(p); k != "" {
-			if s := peers[k]; s != nil && s.members-1 >= cfg.MinPeers {
-				n := s.members - 1
-				kept = nil
-				for i, id := range m.keptIDs {
-					if rare(s.holding[id]-1, n) {
-						kept = append(kept, m.kept[i])
-					}
-				}
-				peerNote = fmt.Sprintf("; not counting what at least %g%% of its %d new peers (%s) hold", cfg.PeerPercent, n, s.what)
-			}
-		}
-	}
-	if len(kept) == 0 {
-		return finding.Finding{}, false
-	}
+// kept is the finding of p's move k.m.
+func (r *pcRun) kept(p *pcPrincipal, k pcKept, paths map[pcEnt][]access.Path) finding.Finding {
+	in, cfg, m := r.in, r.cfg, k.m
 	at := event.FromMicros(m.at)
 	key := "kept-after-move\x00" + p.name
-	details := map[string]any{"moved_at": ugStamp(at), "kept": len(kept), "grace_days": cfg.Grace.D().Hours() / 24}
+	details := map[string]any{"moved_at": ugStamp(at), "kept": k.n, "grace_days": cfg.Grace.D().Hours() / 24}
 	var move string
 	var ev *event.Record
 	if m.group != "" {
@@ -574,45 +555,46 @@ func (r *pcRun) kept(p *pcPrincipal, m pcMove, peers map[string]*pcPeers, rare f
 	f.Principal = p.name
 	f.Since = at.Add(cfg.Grace.D())
 	f.Details = details
-	f.Summary = fmt.Sprintf("%s %s and still holds %d entitlement(s) it held before, past the %s grace period.", p.name, move, len(kept),
+	f.Summary = fmt.Sprintf("%s %s and still holds %d entitlement(s) it held before, past the %s grace period.", p.name, move, k.n,
 		cfg.Grace)
 	if ev != nil {
 		f.Evidence = append(f.Evidence, finding.Evidence{Kind: "event", Time: finding.Time(ev.Time), Event: ugEventRef(ev),
 			Text: fmt.Sprintf("%s (event %s/%s)", pcDescribe(ev), ev.Source, ev.ID)})
 	}
 	f.Evidence = append(f.Evidence, finding.Evidence{Kind: "measure", Time: finding.Time(at), Until: finding.Time(in.Now),
-		Text: fmt.Sprintf("held just before %s and still at %s: %d entitlement(s)%s", ugStamp(at), ugStamp(in.Now), len(kept), peerNote)})
-	for i, k := range kept {
+		Text: fmt.Sprintf("held just before %s and still at %s: %d entitlement(s)%s", ugStamp(at), ugStamp(in.Now), k.n, k.peerNote)})
+	for i, e := range k.listed {
 		if i == pcMaxListed {
-			f.Evidence = append(f.Evidence, finding.Evidence{Kind: "measure",
-				Text: fmt.Sprintf("and %d more kept entitlement(s) not listed", len(kept)-pcMaxListed)})
 			break
 		}
-		path, ok := m.paths[k]
+		path, ok := m.paths[e]
 		if !ok {
-			if ps := paths[k]; len(ps) > 0 {
+			if ps := paths[e]; len(ps) > 0 {
 				path, ok = ps[0], true
 			}
 		}
-		text := fmt.Sprintf("still holds %s on %s", k.action, k.resource)
-		e := finding.Evidence{Kind: "measure", Text: text}
+		text := fmt.Sprintf("still holds %s on %s", e.action, e.resource)
+		ev := finding.Evidence{Kind: "measure", Text: text}
 		if ok {
-			e = finding.Evidence{Kind: "path", Path: &path, Text: text + " through " + path.String()}
+			ev = finding.Evidence{Kind: "path", Path: &path, Text: text + " through " + path.String()}
 		}
-		f.Evidence = append(f.Evidence, e)
+		f.Evidence = append(f.Evidence, ev)
 	}
-	return f, true
+	if k.n > pcMaxListed {
+		f.Evidence = append(f.Evidence, finding.Evidence{Kind: "measure",
+			Text: fmt.Sprintf("and %d more kept entitlement(s) not listed", k.n-pcMaxListed)})
+	}
+	return f
 }
 
-// outliers are the peer-outlier findings of p's entitlements odd (ids), rare among its peers s.
-func (r *pcRun) outliers(p *pcPrincipal, odd []int32, s *pcPeers, paths map[pcEnt][]access.Path) []finding.Finding {
+// outliers are the peer-outlier findings of p's entitlements odd, rare among its peers s.
+func (r *pcRun) outliers(p *pcPrincipal, odd []pcOdd, s *pcPeers, paths map[pcEnt][]access.Path) []finding.Finding {
 	in, cfg := r.in, r.cfg
 	n := s.members - 1
 	hs := newPCHeld(r, p.name)
 	var out []finding.Finding
-	for _, id := range odd {
-		e := r.ents[id]
-		h := s.holding[id] - 1
+	for _, o := range odd {
+		e, h := o.e, o.held
 		pct := math.Round(float64(h)*1000/float64(n)) / 10 // one decimal
 		f := in.New(finding.PrivilegeCreep, "peer-outlier", "peer-outlier\x00"+p.name+"\x00"+e.action+"\x00"+e.resource, finding.Medium)
 		f.Principal, f.Action, f.Resource = p.name, e.action, e.resource

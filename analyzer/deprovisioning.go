@@ -10,7 +10,7 @@ package analyzer
 //   - still-holds (high): the principal is disabled at Now and still holds grants or
 //     memberships (DESIGN §1: disabling keeps them, deleting ends them). Open while it holds.
 //   - time-to-revoke (medium): every grant and membership it held during the stretch has ended,
-//     but the last ended more than defaultRevokeWithin after the stretch began. Recorded resolved
+//     but the last ended more than Config.AccessAfterDeprovisioning.RevokeWithin (24h) after the stretch began. Recorded resolved
 //     at the moment the last one ended. still-holds and time-to-revoke are one condition (the
 //     leaver kept access) at two moments, so they share one key: the finding opened while the
 //     access was held is resolved at the moment it was revoked, rather than a second finding
@@ -37,15 +37,10 @@ import (
 	"github.com/whocould/whocould/store"
 )
 
-// defaultRevokeWithin is how long after a principal is disabled (or deleted) its last grant or
-// membership may end before the late revocation is a time-to-revoke finding.
-const defaultRevokeWithin = 24 * time.Hour
-
-// maxDecisionEvidence bounds the decisions a finding lists as evidence.
-const maxDecisionEvidence = 20
-
-// revokeWithin is the time-to-revoke threshold of in's config.
-func revokeWithin(in *Input) time.Duration { return defaultRevokeWithin }
+// revokeWithin is the time-to-revoke threshold (access_after_deprovisioning.revoke_within).
+func revokeWithin(in *Input) time.Duration {
+	return in.Config.AccessAfterDeprovisioning.RevokeWithin.D()
+}
 
 // leaverStretch is a maximal run of a principal's non-active status spans: [from, to), to is
 // graph.Forever while it lasts; spans are its status spans.
@@ -198,7 +193,7 @@ func (idx relationEvents) ended(h *heldRelation, s graph.GrantSpan) *event.Recor
 			typ = event.MembershipRemoved
 		}
 		return idx.at(h.eventKey(), s.To, false, typ)
-	case graph.EndDeleted:
+	case graph.EndDeleted: // the principal's deletion, or its group's or the granted role's
 		principal, other := h.A, "R\x00"+h.B
 		if h.Kind == graph.Membership {
 			principal, other = h.B, "G\x00"+h.A
@@ -206,12 +201,7 @@ func (idx relationEvents) ended(h *heldRelation, s graph.GrantSpan) *event.Recor
 		if r := idx.at("p\x00"+principal, s.To, false, event.PrincipalDeleted); r != nil {
 			return r
 		}
-		if r := idx.at(other, s.To, false, event.GroupDeleted, event.RoleDeleted); r != nil {
-			return r
-		}
-		if h.Kind == graph.ActionGrant || h.Kind == graph.RoleGrant {
-			return idx.at("G\x00"+h.A, s.To, false, event.GroupDeleted) // a grant whose subject is a group
-		}
+		return idx.at(other, s.To, false, event.GroupDeleted, event.RoleDeleted)
 	}
 	return nil
 }
@@ -229,6 +219,7 @@ func endWord(e graph.End) string {
 	return "ended"
 }
 
+// checkAccessAfterDeprovisioning is the rule: see the top of the file.
 func checkAccessAfterDeprovisioning(ctx context.Context, in *Input) ([]finding.Finding, error) {
 	g := in.Model.Graph
 	now := event.Micros(in.Now)
@@ -284,18 +275,21 @@ func checkAccessAfterDeprovisioning(ctx context.Context, in *Input) ([]finding.F
 	return append(out, after...), nil
 }
 
-// leaving is the event that began stretch s of principal p, and its evidence.
-func leaving(idx relationEvents, p string, s leaverStretch) (*event.Record, finding.Evidence) {
-	typ, word := event.PrincipalDisabled, "disabled"
-	if s.spans[0].Status == access.StatusDeleted {
-		typ, word = event.PrincipalDeleted, "deleted"
+// leftWord is how stretch s began: "disabled" or "deleted".
+func (s *leaverStretch) leftWord() string { return s.spans[0].Status }
+
+// leaving is the evidence of the event that began stretch s of principal p.
+func leaving(idx relationEvents, p string, s leaverStretch) finding.Evidence {
+	typ := event.PrincipalDisabled
+	if s.leftWord() == access.StatusDeleted {
+		typ = event.PrincipalDeleted
 	}
 	if r := idx.at("p\x00"+p, s.from, false, typ); r != nil {
-		return r, changeEvidence(r)
+		return changeEvidence(r)
 	}
 	at := event.FromMicros(s.from)
-	return nil, finding.Evidence{Kind: "interval", Text: fmt.Sprintf("%s has been %s since %s", p, word, stamp(at)), Time: finding.Time(at),
-		Until: spanUntil(s.to)}
+	return finding.Evidence{Kind: "interval", Text: fmt.Sprintf("%s has been %s since %s", p, s.leftWord(), stamp(at)),
+		Time: finding.Time(at), Until: spanUntil(s.to)}
 }
 
 // leaverFinding judges the access principal p kept through stretch s: still-holds or
@@ -323,7 +317,12 @@ func leaverFinding(in *Input, idx relationEvents, p string, s leaverStretch, rel
 		return cmp.Or(cmp.Compare(a.span.From, b.span.From), cmp.Compare(a.rel.name(), b.rel.name()))
 	})
 	count := func(hs []heldSpan) (grants, memberships int) {
+		seen := map[*heldRelation]bool{}
 		for _, h := range hs {
+			if seen[h.rel] {
+				continue // removed and added again within the stretch
+			}
+			seen[h.rel] = true
 			if h.rel.Kind == graph.Membership {
 				memberships++
 			} else {
@@ -334,7 +333,7 @@ func leaverFinding(in *Input, idx relationEvents, p string, s leaverStretch, rel
 	}
 	disabledAt := event.FromMicros(s.from)
 	key := fmt.Sprintf("%q leaving %s", p, stamp(disabledAt))
-	_, leaveEv := leaving(idx, p, s)
+	leaveEv := leaving(idx, p, s)
 
 	if current && s.statusAt(now) == access.StatusDisabled {
 		var still []heldSpan
@@ -352,7 +351,7 @@ func leaverFinding(in *Input, idx relationEvents, p string, s leaverStretch, rel
 			if days > 0 {
 				later = plural(days, "day", "days") + " later"
 			}
-			f.Summary = fmt.Sprintf("%s was disabled at %s but still holds %s, %s.", p, stamp(disabledAt),
+			f.Summary = fmt.Sprintf("%s was %s at %s but still holds %s, %s.", p, s.leftWord(), stamp(disabledAt),
 				holdingsText(grants, memberships), later)
 			f.Details = map[string]any{"disabled_at": stamp(disabledAt), "grants": grants, "memberships": memberships,
 				"days_since_disabled": days}
@@ -389,14 +388,11 @@ func leaverFinding(in *Input, idx relationEvents, p string, s leaverStretch, rel
 	grants, memberships := count(during)
 	revokedAt := event.FromMicros(revoked)
 	hours := math.Round(took.Hours()*10) / 10
-	word := "disabled"
-	if s.spans[0].Status == access.StatusDeleted {
-		word = "deleted"
-	}
+	word := s.leftWord()
 	f := in.New(finding.AccessAfterDeprovisioning, "time-to-revoke", key, finding.Medium)
 	f.Principal, f.Since, f.Ended = p, disabledAt, finding.Time(revokedAt)
-	f.Summary = fmt.Sprintf("%s was %s at %s but kept %s until %s (%s hours later, more than the %s allowed).", p, word,
-		stamp(disabledAt), holdingsText(grants, memberships), stamp(revokedAt), trimFloat(hours), Duration(revokeWithin(in)))
+	f.Summary = fmt.Sprintf("%s was %s at %s but kept %s until %s (%s hours later, more than the %s hours allowed).", p, word,
+		stamp(disabledAt), holdingsText(grants, memberships), stamp(revokedAt), trimFloat(hours), trimFloat(revokeWithin(in).Hours()))
 	f.Details = map[string]any{"disabled_at": stamp(disabledAt), "revoked_at": stamp(revokedAt), "hours_to_revoke": hours,
 		"grants": grants, "memberships": memberships}
 	f.Evidence = append(f.Evidence, leaveEv)
@@ -439,64 +435,40 @@ func plural(n int, one, many string) string {
 func trimFloat(f float64) string { return strings.TrimSuffix(fmt.Sprintf("%.1f", f), ".0") }
 
 // decisionsAfter finds the allowed decisions of each leaver within each of its stretches
-// (before Now): counted from Usage and read as little as tallyPlan needs.
+// (before Now), reading only those from the store (principal, effect and time pushed down).
+// Unlike shadow-access, it does not settle keys from Usage: the decisions it reads are the ones
+// it reports, and a tenant-wide Usage costs more than reading a few leavers' decisions.
 func decisionsAfter(ctx context.Context, in *Input, idx relationEvents, leavers map[string][]leaverStretch) ([]finding.Finding, error) {
 	now := event.Micros(in.Now)
-	// Each leaver's use: asked per leaver when they are few, else the tenant's, once.
-	var uses []store.Use
-	if len(leavers) <= perPrincipalReads {
-		for p := range leavers {
-			us, err := in.Store.Usage(ctx, store.DecisionQuery{Tenant: in.Tenant, Principal: p, Effect: event.Allow})
-			if err != nil {
-				return nil, fmt.Errorf("usage of %s: %w", p, err)
-			}
-			uses = append(uses, us...)
-		}
-	} else {
-		var err error
-		if uses, err = in.Store.Usage(ctx, store.DecisionQuery{Tenant: in.Tenant, Effect: event.Allow}); err != nil {
-			return nil, fmt.Errorf("usage: %w", err)
-		}
-	}
-	byPrincipal := map[string][]store.Use{}
-	for _, u := range uses {
-		if _, ok := leavers[u.Principal]; ok && event.Micros(u.First) < now {
-			byPrincipal[u.Principal] = append(byPrincipal[u.Principal], u)
-		}
-	}
-	names := make([]string, 0, len(byPrincipal))
-	for p := range byPrincipal {
+	names := make([]string, 0, len(leavers))
+	for p := range leavers {
 		names = append(names, p)
 	}
 	slices.Sort(names)
-	var plans []*tallyPlan
-	stretchOf := map[*decisionTally]leaverStretch{}
+	var out []finding.Finding
 	for _, p := range names {
-		plan := newTallyPlan(p)
 		for _, s := range leavers[p] {
-			away := []Span{{s.from, min(s.to, now)}}
-			if away[0].From >= away[0].To {
+			to := min(s.to, now)
+			if s.from >= to {
 				continue
 			}
-			t := plan.tally("decisions-after")
-			stretchOf[t] = s
-			for _, u := range byPrincipal[p] {
-				w := Span{event.Micros(u.First), min(event.Micros(u.Last)+1, now)}
-				plan.add(u, event.Allow, IntersectSpans([]Span{w}, away), t, nil)
+			t := &decisionTally{}
+			q := store.DecisionQuery{Tenant: in.Tenant, Principal: p, Effect: event.Allow, From: event.FromMicros(s.from), To: event.FromMicros(to)}
+			err := in.Store.Decisions(ctx, q, func(d store.Decision) error {
+				at, k := event.Micros(d.Time), useKey{d.Effect, d.Action, d.Resource}
+				if t.n == 0 {
+					t.first, t.firstKey = at, k
+				}
+				t.n++
+				t.last, t.lastKey = at, k
+				t.witness(d)
+				return nil
+			})
+			if err != nil {
+				return nil, fmt.Errorf("decisions of %s from %s: %w", p, stamp(q.From), err)
 			}
-		}
-		if plan.settle() {
-			plans = append(plans, plan)
-		}
-	}
-	if _, err := readTallies(ctx, in, plans); err != nil {
-		return nil, err
-	}
-	var out []finding.Finding
-	for _, plan := range plans {
-		for _, t := range plan.tallies {
 			if t.n > 0 {
-				out = append(out, decisionsAfterFinding(in, idx, plan.principal, stretchOf[t], t))
+				out = append(out, decisionsAfterFinding(in, idx, p, s, t))
 			}
 		}
 	}
@@ -524,8 +496,7 @@ func decisionsAfterFinding(in *Input, idx relationEvents, p string, s leaverStre
 			stamp(first), t.firstKey.action, t.firstKey.resource, stamp(last), t.lastKey.action, t.lastKey.resource)
 	}
 	f.Details = map[string]any{"decisions": t.n, "first": stamp(first), "last": stamp(last), "disabled_at": stamp(leftAt)}
-	_, leaveEv := leaving(idx, p, s)
-	f.Evidence = append(append(f.Evidence, leaveEv), t.evidence...)
+	f.Evidence = append(append(f.Evidence, leaving(idx, p, s)), t.evidence...)
 	if int(t.n) > len(t.evidence) {
 		f.Evidence = append(f.Evidence, moreDecisions(int(t.n)-len(t.evidence)))
 	}

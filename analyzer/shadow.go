@@ -142,64 +142,51 @@ func couldEach(m *Model, principal string, keys []entitlementKey) [][]Span {
 	return out
 }
 
+// checkShadowAccess is the rule: see the top of the file.
 func checkShadowAccess(ctx context.Context, in *Input) ([]finding.Finding, error) {
 	now := event.Micros(in.Now)
-	byPrincipal := map[string][]useOf{}
-	for _, effect := range []string{event.Allow, event.Deny} {
-		uses, err := in.Store.Usage(ctx, store.DecisionQuery{Tenant: in.Tenant, Effect: effect})
+	// Every key's use, allowed and denied, each sorted by principal (as the stores give them),
+	// walked one principal at a time.
+	var uses [2][]store.Use
+	for i, effect := range []string{event.Allow, event.Deny} {
+		us, err := in.Store.Usage(ctx, store.DecisionQuery{Tenant: in.Tenant, Effect: effect})
 		if err != nil {
 			return nil, fmt.Errorf("usage (%s): %w", effect, err)
 		}
-		for _, u := range uses {
-			if event.Micros(u.First) < now {
-				byPrincipal[u.Principal] = append(byPrincipal[u.Principal], useOf{u, effect})
-			}
+		byPrincipal := func(a, b store.Use) int { return cmp.Compare(a.Principal, b.Principal) }
+		if !slices.IsSortedFunc(us, byPrincipal) {
+			slices.SortStableFunc(us, byPrincipal)
 		}
+		uses[i] = us
 	}
-	principals := make([]string, 0, len(byPrincipal))
-	for p := range byPrincipal {
-		principals = append(principals, p)
-	}
-	slices.Sort(principals)
-	var plans []*tallyPlan
-	for _, p := range principals {
+	var (
+		plans      []*tallyPlan
+		principals int
+	)
+	for a, d := uses[0], uses[1]; len(a) > 0 || len(d) > 0; principals++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		uses := byPrincipal[p]
-		delete(byPrincipal, p)
-		// One join per principal, for its distinct (action, resource).
-		var keys []entitlementKey
-		at := map[entitlementKey]int{}
-		for _, u := range uses {
-			k := entitlementKey{u.Action, u.Resource}
-			if _, ok := at[k]; !ok {
-				at[k] = len(keys)
-				keys = append(keys, k)
-			}
+		var p string
+		switch {
+		case len(d) == 0 || len(a) > 0 && a[0].Principal <= d[0].Principal:
+			p = a[0].Principal
+		default:
+			p = d[0].Principal
 		}
-		could := couldEach(in.Model, p, keys)
-		plan := newTallyPlan(p)
-		var allowed, denied *decisionTally
-		for _, u := range uses {
-			c := could[at[entitlementKey{u.Action, u.Resource}]]
-			w := Span{event.Micros(u.First), min(event.Micros(u.Last)+1, now)}
-			if u.effect == event.Allow {
-				if allowed == nil {
-					allowed = plan.tally(shadowAllowed)
-				}
-				plan.add(u.Use, u.effect, complementSpans(c, w), allowed, c)
-			} else {
-				if denied == nil {
-					denied = plan.tally(shadowDenied)
-				}
-				plan.add(u.Use, u.effect, IntersectSpans(c, []Span{w}), denied, c)
-			}
+		na, nd := 0, 0
+		for na < len(a) && a[na].Principal == p {
+			na++
 		}
-		if plan.settle() {
+		for nd < len(d) && d[nd].Principal == p {
+			nd++
+		}
+		if plan := shadowPlan(in, p, a[:na], d[:nd], now); plan != nil {
 			plans = append(plans, plan)
 		}
+		a, d = a[na:], d[nd:]
 	}
+	uses = [2][]store.Use{}
 	reads, err := readTallies(ctx, in, plans)
 	if err != nil {
 		return nil, err
@@ -218,16 +205,54 @@ func checkShadowAccess(ctx context.Context, in *Input) ([]finding.Finding, error
 		}
 	}
 	if in.Log != nil {
-		in.Log.Debug("shadow access judged", "tenant", in.Tenant, "principals", len(principals), "store_reads", reads,
+		in.Log.Debug("shadow access judged", "tenant", in.Tenant, "principals", principals, "store_reads", reads,
 			"findings", len(out))
 	}
 	return out, nil
 }
 
-// useOf is a use and the effect of its decisions.
-type useOf struct {
-	store.Use
-	effect string
+// shadowPlan judges principal p's allowed and denied uses against the map, and returns what is
+// still to read to count them (nil: they all agree with the map).
+func shadowPlan(in *Input, p string, allowed, denied []store.Use, now int64) *tallyPlan {
+	// One join for the principal's distinct (action, resource).
+	var keys []entitlementKey
+	at := map[entitlementKey]int{}
+	for _, us := range [][]store.Use{allowed, denied} {
+		for _, u := range us {
+			k := entitlementKey{u.Action, u.Resource}
+			if _, ok := at[k]; !ok {
+				at[k] = len(keys)
+				keys = append(keys, k)
+			}
+		}
+	}
+	could := couldEach(in.Model, p, keys)
+	plan := newTallyPlan(p)
+	for i, us := range [][]store.Use{allowed, denied} {
+		var t *decisionTally
+		for _, u := range us {
+			if event.Micros(u.First) >= now {
+				continue
+			}
+			c := could[at[entitlementKey{u.Action, u.Resource}]]
+			w := Span{event.Micros(u.First), min(event.Micros(u.Last)+1, now)}
+			if i == 0 {
+				if t == nil {
+					t = plan.tally(shadowAllowed)
+				}
+				plan.add(u, event.Allow, complementSpans(c, w), t, c)
+			} else {
+				if t == nil {
+					t = plan.tally(shadowDenied)
+				}
+				plan.add(u, event.Deny, IntersectSpans(c, []Span{w}), t, c)
+			}
+		}
+	}
+	if !plan.settle() {
+		return nil
+	}
+	return plan
 }
 
 // shadowFinding makes the finding of tally tl (of kind tl.name) of the plan's principal.
@@ -352,6 +377,9 @@ func mostCommon(counts map[string]int) string {
 // without reading a decision. The others are read from the store, and so are the first
 // maxDecisionEvidence offending decisions of each finding (its evidence), and the reading of a
 // principal stops as soon as it has what it needs.
+
+// maxDecisionEvidence bounds the decisions a finding lists as evidence: its first ones.
+const maxDecisionEvidence = 20
 
 // maxTopKeys bounds the busiest keys a finding lists.
 const maxTopKeys = 10

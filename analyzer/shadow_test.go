@@ -227,3 +227,54 @@ func TestShadowMatchesBruteForce(t *testing.T) {
 		})
 	}
 }
+
+// countingReader counts the decisions a store streams.
+type countingReader struct {
+	store.Reader
+	reads, rows int
+}
+
+func (c *countingReader) Decisions(ctx context.Context, q store.DecisionQuery, fn func(store.Decision) error) error {
+	c.reads++
+	return c.Reader.Decisions(ctx, q, func(d store.Decision) error { c.rows++; return fn(d) })
+}
+
+// TestShadowReadsLittle checks that settled keys are counted without reading their decisions,
+// and that a principal's reading stops once it has its evidence: a principal the map does not
+// know, with 2000 allowed decisions over 200 keys, is one finding of 2000 decisions, read up to
+// its first maxDecisionEvidence.
+func TestShadowReadsLittle(t *testing.T) {
+	ctx := context.Background()
+	var recs []event.Record
+	base := time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)
+	for i := range 2000 {
+		recs = append(recs, event.Record{Position: uint64(i + 1), Recorded: base, Event: event.Event{ID: fmt.Sprint(i), Source: "t",
+			Type: event.Decision, Time: base.Add(time.Duration(i) * time.Minute),
+			Data: event.Data{Principal: "user:ghost", Action: "db.read", Resource: fmt.Sprintf("db:prod/t%d", i%200), Effect: event.Allow}}})
+	}
+	st, err := embedded.Open(embedded.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Apply(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Load(ctx, st, event.DefaultTenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &Config{}
+	cfg.Defaults()
+	cr := &countingReader{Reader: st}
+	fs, err := checkShadowAccess(ctx, &Input{Tenant: event.DefaultTenant, Now: base.Add(60 * 24 * time.Hour), Config: cfg, Store: cr, Model: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fs) != 1 || fs[0].Details["decisions"] != int64(2000) || fs[0].Details["keys"] != 200 {
+		t.Fatalf("findings %+v, want one of 2000 decisions on 200 keys", fs)
+	}
+	if cr.reads != 1 || cr.rows > maxDecisionEvidence+1 {
+		t.Errorf("%d reads streamed %d decisions, want one read stopped after %d", cr.reads, cr.rows, maxDecisionEvidence)
+	}
+}

@@ -27,19 +27,24 @@ import (
 // memberships that all held at T (or being it), G covering R, and G's action pattern, or a
 // permission of G's role (through its inclusions as they stood at T), matching A.
 //
-// How: the store aggregates the allowed decisions per (principal, action, resource) — once for the
-// window, once for all time before it — and, per principal that has any, the rule joins them
-// with the parts of the map the graph exports (graph.Chains, the grants' intervals, graph.Tails,
-// graph.StatusSpans). This is the same join History would do, but without evaluating every
-// instant of the window and without History's path limit (History follows only the first
-// graph.MaxPaths paths per entitlement, PathsTruncated; the parts are complete up to
-// graph.MaxChains membership chains per principal and inclusion chains per role, which only a
-// structure built to multiply chains reaches).
+// How: the store aggregates the allowed decisions per (principal, action, resource) — for the
+// window, and for all time (a running total the store keeps) — and, per principal that has any,
+// the rule joins them with the parts of the map the graph exports (graph.Chains, the grants'
+// intervals, graph.Tails, graph.StatusSpans): a use is credited to every judged grant that was on
+// one of its paths. This is the join History would do, but without evaluating every instant of
+// the window and without History's path limit (History follows only the first graph.MaxPaths
+// paths per entitlement, PathsTruncated; the parts are complete up to graph.MaxChains
+// membership chains per principal and inclusion chains per role, which only a structure built to
+// multiply chains reaches).
 //
-// One approximation: a use is an aggregate (first, last, count) per (principal, action,
-// resource), so when a path held only over part of [first, last] the rule counts the grant as
-// used if that part overlaps [first, last] (it never calls a grant unused that may have been used);
-// the last use through it is then taken as the end of the overlap.
+// Approximations, both on the side of "used": a use is an aggregate (first, last, count), so when
+// a path held over only part of [first, last] the rule counts the grant as used if that part
+// overlaps [first, last] (it never calls a grant unused that may have been used), and the last
+// use through it is then known only to be no later than the end of the overlap (said so in the
+// evidence, and last_used_exact false). Before the window, the all-time aggregates pin down the
+// last use of a (principal, action, resource) only when it was not used since; when a grant to
+// report was credited such a vague use, the rule asks the store for the aggregates before the
+// window and credits them again.
 
 // ugSpan is a stretch [from, to) of Unix microseconds.
 type ugSpan struct{ from, to int64 }
@@ -91,16 +96,28 @@ func ugLastUse(ss []ugSpan, first, last int64) (int64, bool) {
 	return best, ok
 }
 
-// ugUse is one attributed use: when, and by whom doing what where.
+// ugUse is the last use credited to a grant: when (exactly, or at the latest), and by whom
+// doing what where.
 type ugUse struct {
-	at                          int64 // micros; 0: none
-	principal, action, resource string
+	at    int64 // micros; 0: none
+	exact bool
+	u     *ugUseRange
 }
 
-func (u *ugUse) later(at int64, principal, action, resource string) {
-	if u.at == 0 || at > u.at {
-		*u = ugUse{at, principal, action, resource}
+func (x *ugUse) later(at int64, exact bool, u *ugUseRange) {
+	if x.at == 0 || at > x.at || (at == x.at && exact && !x.exact) {
+		*x = ugUse{at, exact, u}
 	}
+}
+
+// text says when the use was, and what it was.
+func (x *ugUse) text() string {
+	when := "at"
+	if !x.exact {
+		when = "at or before" // within an aggregate's [first, last] whose last was not on the path
+	}
+	return fmt.Sprintf("last used %s %s: %s did %s on %s through it", when, ugStamp(event.FromMicros(x.at)), x.u.principal,
+		x.u.action, x.u.resource)
 }
 
 // ugGrant is one grant the rule judges.
@@ -118,6 +135,7 @@ type ugGrant struct {
 	// Before the window: the last use, and per permission pattern (role grants).
 	lastBefore ugUse
 	lastPerm   map[string]int64
+	vaguePerm  map[string]bool // whether lastPerm is only known not to be later
 }
 
 func (g *ugGrant) ref() access.GrantRef {
@@ -149,13 +167,14 @@ type ugRun struct {
 	grants     []*ugGrant
 	bySubject  map[string][]*ugGrant
 	roles      map[string]*ugRole
+	ancestors  map[string][]string // event.Ancestors, by resource
 }
 
 // checkUnusedGrant flags grants not used in the window, and role grants used only in part.
 func checkUnusedGrant(ctx context.Context, in *Input) ([]finding.Finding, error) {
 	window := in.Config.UnusedGrant.Window.D()
 	r := &ugRun{in: in, g: in.Model.Graph, now: event.Micros(in.Now), start: event.Micros(in.Now.Add(-window)),
-		bySubject: map[string][]*ugGrant{}, roles: map[string]*ugRole{}}
+		bySubject: map[string][]*ugGrant{}, roles: map[string]*ugRole{}, ancestors: map[string][]string{}}
 	r.judged()
 	if len(r.grants) == 0 {
 		return nil, nil
@@ -164,44 +183,93 @@ func checkUnusedGrant(ctx context.Context, in *Input) ([]finding.Finding, error)
 	if err != nil {
 		return nil, fmt.Errorf("unused grants: usage in the window: %w", err)
 	}
-	before, err := in.Store.Usage(ctx, store.DecisionQuery{Tenant: in.Tenant, To: in.Now.Add(-window)})
+	// Before the window: the all-time aggregates (which the store keeps running). A use whose
+	// last time is before the window is known exactly; one also used since is known to have
+	// happened at its first time, and perhaps up to the window's start.
+	all, err := in.Store.Usage(ctx, store.DecisionQuery{Tenant: in.Tenant})
 	if err != nil {
-		return nil, fmt.Errorf("unused grants: usage before the window: %w", err)
+		return nil, fmt.Errorf("unused grants: usage: %w", err)
 	}
-	// Both lists by principal, then one principal at a time (a merge of the two).
-	for _, uses := range [][]store.Use{inWindow, before} {
-		if !slices.IsSortedFunc(uses, ugByPrincipal) {
-			slices.SortStableFunc(uses, ugByPrincipal)
+	uses := make([]ugUseRange, 0, len(inWindow)+len(all))
+	for _, u := range inWindow {
+		uses = append(uses, ugUseRange{u.Principal, u.Action, u.Resource, event.Micros(u.First), event.Micros(u.Last), true, true})
+	}
+	for _, u := range all {
+		if first, last := event.Micros(u.First), event.Micros(u.Last); first < r.start {
+			uses = append(uses, ugUseRange{u.Principal, u.Action, u.Resource, first, min(last, r.start-1), last < r.start, false})
 		}
 	}
-	n := 0
-	for i, j := 0, 0; i < len(inWindow) || j < len(before); n++ {
-		if n%64 == 0 {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
+	if err := r.attributeAll(ctx, uses); err != nil {
+		return nil, err
+	}
+	if slices.ContainsFunc(r.grants, r.vague) {
+		// A grant to report was last used before the window at a time the aggregates do not
+		// pin down: ask for the use before the window itself, and credit it again.
+		if in.Log != nil {
+			in.Log.Debug("unused grants: asking for the use before the window", "tenant", in.Tenant)
 		}
-		var p string
-		switch {
-		case j == len(before) || (i < len(inWindow) && inWindow[i].Principal <= before[j].Principal):
-			p = inWindow[i].Principal
-		default:
-			p = before[j].Principal
+		before, err := in.Store.Usage(ctx, store.DecisionQuery{Tenant: in.Tenant, To: in.Now.Add(-window)})
+		if err != nil {
+			return nil, fmt.Errorf("unused grants: usage before the window: %w", err)
 		}
-		i2, j2 := i, j
-		for i2 < len(inWindow) && inWindow[i2].Principal == p {
-			i2++
+		uses := make([]ugUseRange, 0, len(before)) // a new slice: the credits point into the old
+		for _, u := range before {
+			uses = append(uses, ugUseRange{u.Principal, u.Action, u.Resource, event.Micros(u.First), event.Micros(u.Last), true, false})
 		}
-		for j2 < len(before) && before[j2].Principal == p {
-			j2++
+		for _, g := range r.grants {
+			g.lastBefore, g.lastPerm, g.vaguePerm = ugUse{}, nil, nil
 		}
-		r.attribute(p, inWindow[i:i2], before[j:j2])
-		i, j = i2, j2
+		if err := r.attributeAll(ctx, uses); err != nil {
+			return nil, err
+		}
 	}
 	return r.findings(ctx)
 }
 
-func ugByPrincipal(a, b store.Use) int { return cmp.Compare(a.Principal, b.Principal) }
+// ugUseRange is the allowed use of one (principal, action, resource) over a stretch: at first,
+// at last when exact, and perhaps in between; in the window, or before it.
+type ugUseRange struct {
+	principal, action, resource string
+	first, last                 int64
+	exact, inWindow             bool
+}
+
+// vague reports whether what g's finding would say of its last use before the window is known
+// only not to be later: its last use, for an unused grant; that of a permission not used in the
+// window, for a role grant used in part.
+func (r *ugRun) vague(g *ugGrant) bool {
+	if !g.used {
+		return g.lastBefore.at != 0 && !g.lastBefore.exact
+	}
+	if g.role == "" {
+		return false
+	}
+	for _, p := range r.role(g.role).patternsAt(r.now) {
+		if !g.usedPerms[p] && g.vaguePerm[p] {
+			return true
+		}
+	}
+	return false
+}
+
+// attributeAll credits uses, one principal at a time.
+func (r *ugRun) attributeAll(ctx context.Context, uses []ugUseRange) error {
+	slices.SortStableFunc(uses, func(a, b ugUseRange) int { return cmp.Compare(a.principal, b.principal) })
+	for i, n := 0, 0; i < len(uses); n++ {
+		if n%64 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		j := i + 1
+		for j < len(uses) && uses[j].principal == uses[i].principal {
+			j++
+		}
+		r.attribute(uses[i].principal, uses[i:j])
+		i = j
+	}
+	return nil
+}
 
 // judged collects the grants the rule judges.
 func (r *ugRun) judged() {
@@ -261,7 +329,7 @@ func (ro *ugRole) patternsAt(t int64) []string {
 
 // attribute credits principal's uses, in the window and before it, to the judged grants that
 // were on its paths when it used them.
-func (r *ugRun) attribute(principal string, inWindow, before []store.Use) {
+func (r *ugRun) attribute(principal string, uses []ugUseRange) {
 	var active []ugSpan
 	for _, s := range r.g.StatusSpans(principal, nil) {
 		if s.Status == access.StatusActive {
@@ -293,45 +361,53 @@ func (r *ugRun) attribute(principal string, inWindow, before []store.Use) {
 	if len(cands) == 0 {
 		return
 	}
-	for w, uses := range [][]store.Use{inWindow, before} {
-		for _, u := range uses {
-			first, last := event.Micros(u.First), event.Micros(u.Last)
-			for _, res := range event.Ancestors(u.Resource) {
-				for _, c := range cands[res] {
-					r.credit(c, principal, u, first, last, w == 0)
-				}
+	for i := range uses {
+		u := &uses[i]
+		anc, ok := r.ancestors[u.resource]
+		if !ok {
+			anc = event.Ancestors(u.resource)
+			r.ancestors[u.resource] = anc
+		}
+		for _, res := range anc {
+			for _, c := range cands[res] {
+				r.credit(c, u)
 			}
 		}
 	}
 }
 
-// credit credits use u (in the window or before it) to c's grant, if c's path allowed it.
-func (r *ugRun) credit(c ugCand, principal string, u store.Use, first, last int64, inWindow bool) {
+// credit credits use u to c's grant, if c's path allowed it.
+func (r *ugRun) credit(c ugCand, u *ugUseRange) {
 	g := c.g
 	mark := func(perm string, at int64) {
-		if inWindow {
+		exact := u.exact && at == u.last
+		if u.inWindow {
 			g.used = true
-			g.lastIn.later(at, principal, u.Action, u.Resource)
+			g.lastIn.later(at, exact, u)
 			if g.usedActions == nil {
 				g.usedActions, g.usedPerms = map[string]bool{}, map[string]bool{}
 			}
-			g.usedActions[u.Action] = true
+			g.usedActions[u.action] = true
 			if perm != "" {
 				g.usedPerms[perm] = true
 			}
 			return
 		}
-		g.lastBefore.later(at, principal, u.Action, u.Resource)
+		g.lastBefore.later(at, exact, u)
 		if perm != "" {
 			if g.lastPerm == nil {
-				g.lastPerm = map[string]int64{}
+				g.lastPerm, g.vaguePerm = map[string]int64{}, map[string]bool{}
 			}
-			g.lastPerm[perm] = max(g.lastPerm[perm], at)
+			if last, ok := g.lastPerm[perm]; !ok || at > last {
+				g.lastPerm[perm], g.vaguePerm[perm] = at, !exact
+			} else if at == last && exact {
+				g.vaguePerm[perm] = false
+			}
 		}
 	}
 	if g.role == "" {
-		if event.Matches(g.action, u.Action) {
-			if at, ok := ugLastUse(c.spans, first, last); ok {
+		if event.Matches(g.action, u.action) {
+			if at, ok := ugLastUse(c.spans, u.first, u.last); ok {
 				mark("", at)
 			}
 		}
@@ -339,10 +415,10 @@ func (r *ugRun) credit(c ugCand, principal string, u store.Use, first, last int6
 	}
 	ro := r.role(g.role)
 	for _, p := range ro.patterns {
-		if !event.Matches(p, u.Action) {
+		if !event.Matches(p, u.action) {
 			continue
 		}
-		if at, ok := ugLastUse(ugIntersect(c.spans, ro.perms[p]), first, last); ok {
+		if at, ok := ugLastUse(ugIntersect(c.spans, ro.perms[p]), u.first, u.last); ok {
 			mark(p, at)
 		}
 	}
@@ -418,11 +494,14 @@ func (r *ugRun) findings(ctx context.Context) ([]finding.Finding, error) {
 		if kind == "unused" {
 			f.Since = grantedAt
 			last := "it has not been used since it was granted on " + ugStamp(grantedAt)
-			if g.lastBefore.at != 0 {
-				lu := event.FromMicros(g.lastBefore.at)
-				f.Since = event.FromMicros(max(g.start, g.lastBefore.at))
-				f.Details["last_used"] = ugStamp(lu)
+			if u := g.lastBefore; u.at != 0 {
+				lu := event.FromMicros(u.at)
+				f.Since = event.FromMicros(max(g.start, u.at))
+				f.Details["last_used"], f.Details["last_used_exact"] = ugStamp(lu), u.exact
 				last = "last used " + ugStamp(lu)
+				if !u.exact {
+					last = "last used no later than " + ugStamp(lu)
+				}
 			}
 			f.Summary = fmt.Sprintf("%s was not used by any allowed decision in the last %s (%s).", g.ref().String(), window, last)
 			evidence()
@@ -431,9 +510,7 @@ func (r *ugRun) findings(ctx context.Context) ([]finding.Finding, error) {
 				Text: fmt.Sprintf("no allowed decision between %s and %s went through %s", ugStamp(event.FromMicros(r.start)),
 					ugStamp(in.Now), g.ref().String())})
 			if u := g.lastBefore; u.at != 0 {
-				f.Evidence = append(f.Evidence, finding.Evidence{Kind: "decision", Time: finding.Time(event.FromMicros(u.at)),
-					Text: fmt.Sprintf("last used at %s: %s did %s on %s through it", ugStamp(event.FromMicros(u.at)), u.principal,
-						u.action, u.resource)})
+				f.Evidence = append(f.Evidence, finding.Evidence{Kind: "decision", Time: finding.Time(event.FromMicros(u.at)), Text: u.text()})
 			}
 			out = append(out, f)
 			continue
@@ -448,7 +525,7 @@ func (r *ugRun) findings(ctx context.Context) ([]finding.Finding, error) {
 		f.Details["used_permissions"] = used
 		f.Details["unused_permissions"] = unused
 		f.Details["used_actions"] = actions
-		f.Details["last_used"] = ugStamp(event.FromMicros(g.lastIn.at))
+		f.Details["last_used"], f.Details["last_used_exact"] = ugStamp(event.FromMicros(g.lastIn.at)), g.lastIn.exact
 		if sizes == nil {
 			sizes = r.roleSizes()
 		}
@@ -477,9 +554,7 @@ func (r *ugRun) findings(ctx context.Context) ([]finding.Finding, error) {
 				ugStamp(event.FromMicros(r.start)), ugStamp(in.Now), strings.Join(used, ", "), g.role, strings.Join(actions, ", "),
 				strings.Join(unused, ", "))})
 		if u := g.lastIn; u.at != 0 {
-			f.Evidence = append(f.Evidence, finding.Evidence{Kind: "decision", Time: finding.Time(event.FromMicros(u.at)),
-				Text: fmt.Sprintf("last used at %s: %s did %s on %s through it", ugStamp(event.FromMicros(u.at)), u.principal,
-					u.action, u.resource)})
+			f.Evidence = append(f.Evidence, finding.Evidence{Kind: "decision", Time: finding.Time(event.FromMicros(u.at)), Text: u.text()})
 		}
 		out = append(out, f)
 	}

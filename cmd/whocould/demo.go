@@ -19,8 +19,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/whocould/whocould/analyzer"
 	"github.com/whocould/whocould/demo"
 	"github.com/whocould/whocould/event"
+	"github.com/whocould/whocould/finding"
 	"github.com/whocould/whocould/store/clickhouse"
 )
 
@@ -42,8 +44,11 @@ func newDemo(g *globals) *cobra.Command {
 teams; the roles of a code-security product and of production databases; a payments approval
 workflow; service accounts and an AI agent) and six months of joiners, movers, leavers,
 just-in-time and break-glass access, approvals and access decisions. It imports them into a
-fresh data directory (default ./whocould-demo) and prints a few telling answers.
-The same seed gives the same data. --export FILE writes the events as CloudEvents JSON lines
+fresh data directory (default ./whocould-demo) and prints a few telling answers. Then it runs
+every analyzer, judging the history at its end by a configuration and a signed-off baseline that
+fit it (written into the data directory as analyzer.yaml and baseline.yaml, for whocould analyze
+--config), and prints what each rule found, with the evidence of the findings that tell the
+history's stories. The same seed gives the same data. --export FILE writes the events as CloudEvents JSON lines
 instead, for whocould import.
 
 --store clickhouse://host:port/database projects into ClickHouse instead of the embedded store,
@@ -194,6 +199,17 @@ func runDemo(ctx context.Context, g *globals, cfg serveConfig, h *demo.History, 
 			return err
 		}
 	}
+	// The analyzers judge by the configuration that fits the story, written next to the data
+	// for `whocould analyze --config`; the service uses it too (findings over the API). The
+	// history ended on h.End: the demo runs them itself, judging then (demoFindings), rather
+	// than on the analyzer target's schedule, which would judge at the wall clock.
+	acfg, err := writeDemoAnalyzerConfig(g.dataDir, h)
+	if err != nil {
+		lock.Close()
+		return err
+	}
+	cfg.Analyzer = *acfg
+	cfg.Targets = slices.DeleteFunc(slices.Clone(cfg.Targets), func(t string) bool { return t == targetAnalyzer })
 	fmt.Fprintf(stdout, "Generated %d events from %s to %s (seed %d):\n%s\n",
 		len(h.Events), h.Start.Format(time.DateOnly), h.End.Format(time.DateOnly), h.Seed, h.Summary())
 
@@ -235,6 +251,9 @@ func runDemo(ctx context.Context, g *globals, cfg serveConfig, h *demo.History, 
 	fmt.Fprintf(stdout, "Published over NATS into %s: %d accepted, %d duplicates, in %s.\n\n",
 		into, accepted, uint64(len(h.Events))-accepted, time.Since(start).Round(time.Millisecond))
 	if err := demoAnswers(ctx, g, cfg.Store, h, srv, stdout); err != nil {
+		return errors.Join(err, stopService())
+	}
+	if err := demoFindings(ctx, g, cfg, h, srv, stdout); err != nil {
 		return errors.Join(err, stopService())
 	}
 	if !keepServing {
@@ -471,4 +490,160 @@ func freshDemoDatabase(ctx context.Context, c clickhouse.Config, reset bool) err
 		}
 	}
 	return nil
+}
+
+// Files the demo writes into its data directory for the analyzers.
+const (
+	demoAnalyzerFile = "analyzer.yaml"
+	demoBaselineFile = demo.BaselineFile
+)
+
+// writeDemoAnalyzerConfig writes the analyzers' configuration that fits h (as a serve config
+// holding only its analyzer section) and h's baseline into dir, and returns the configuration.
+func writeDemoAnalyzerConfig(dir string, h *demo.History) (*analyzer.Config, error) {
+	cfg, err := demo.AnalyzerConfig(h)
+	if err != nil {
+		return nil, err
+	}
+	baseline, err := demo.BaselineYAML(h)
+	if err != nil {
+		return nil, err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# The analyzers' configuration for the demo's history (serve's config file, its analyzer\n"+
+		"# section alone). The history ends on %s: judge it then, for example\n"+
+		"#   whocould analyze --data-dir %s --config %s --at %s\n",
+		h.End.Format(time.DateOnly), dir, filepath.Join(dir, demoAnalyzerFile), h.End.Format(time.RFC3339))
+	b.WriteString("analyzer:\n")
+	for _, l := range strings.SplitAfter(string(demo.AnalyzerConfigYAML()), "\n") {
+		if strings.TrimSpace(l) != "" {
+			b.WriteString("  ")
+		}
+		b.WriteString(l)
+	}
+	if err := os.WriteFile(filepath.Join(dir, demoAnalyzerFile), []byte(b.String()), 0o640); err != nil {
+		return nil, fmt.Errorf("demo analyzer config: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, demoBaselineFile), baseline, 0o640); err != nil {
+		return nil, fmt.Errorf("demo baseline: %w", err)
+	}
+	cfg.Baseline = filepath.Join(dir, demoBaselineFile)
+	return cfg, nil
+}
+
+// Bounds of what demoFindings prints.
+const (
+	demoFindingsPerRule = 3
+	demoEvidencePerItem = 2
+)
+
+// demoFindings runs every analyzer over the demo's store, judging at the end of the history,
+// and prints what each rule found: how many, of which kinds, and the findings that tell the
+// history's stories, with their evidence; then how to look further.
+func demoFindings(ctx context.Context, g *globals, cfg serveConfig, h *demo.History, srv served, stdout io.Writer) error {
+	svc := &analyzer.Service{Analyzer: &analyzer.Analyzer{Store: srv.stack.store, Config: &cfg.Analyzer, Log: g.logger}}
+	res, err := svc.Analyze(ctx, analyzer.Options{Now: h.End})
+	if err != nil {
+		return fmt.Errorf("demo analyzers: %w", err)
+	}
+	fmt.Fprintf(stdout, "\nWhat the analyzers found, judging the history at its end (%s) by %s\n"+
+		"and the baseline signed off on %s (%s): %d findings.\n",
+		h.End.Format(time.RFC3339), filepath.Join(g.dataDir, demoAnalyzerFile), h.SignedOff().Format(time.DateOnly),
+		filepath.Join(g.dataDir, demoBaselineFile), len(res.Findings))
+	byRule := map[string][]finding.Finding{}
+	for _, f := range res.Findings {
+		byRule[f.Rule] = append(byRule[f.Rule], f)
+	}
+	shown := map[string][]finding.Finding{}
+	for _, f := range demo.Highlights(h, res.Findings, demoFindingsPerRule) {
+		shown[f.Rule] = append(shown[f.Rule], f)
+	}
+	about := map[string]string{
+		finding.UnusedGrant:               "grants not used, or used only in part, in the last " + cfg.Analyzer.UnusedGrant.Window.String(),
+		finding.PrivilegeCreep:            "access that grew fast, outlived a move, or that almost no peer has",
+		finding.AccessAfterDeprovisioning: "people disabled or deleted who kept access, or kept acting",
+		finding.UnauthorisedChange:        "changes made by someone not allowed to make them",
+		finding.SelfService:               "people who changed their own access, or approved their own requests",
+		finding.MissingApproval:           "privileged changes without an approval granted before them",
+		finding.SeparationOfDuties:        "people who could do two incompatible actions at once",
+		finding.Drift:                     "differences from the access signed off on " + h.SignedOff().Format(time.DateOnly),
+		finding.ShadowAccess:              "decisions of the enforcement points that the permission map contradicts",
+	}
+	for _, rule := range finding.Rules {
+		fs := byRule[rule]
+		fmt.Fprintf(stdout, "\n%s — %s: %s\n", rule, about[rule], demoCounts(fs))
+		for _, f := range shown[rule] {
+			status := ""
+			if f.Status != finding.Open {
+				status = ", " + f.Status
+			}
+			fmt.Fprintf(stdout, "  [%s%s] %s\n", f.Severity, status, f.Summary)
+			for i, e := range f.Evidence {
+				if i == demoEvidencePerItem && len(f.Evidence) > i+1 {
+					fmt.Fprintf(stdout, "      · ... %d more (whocould findings show %s)\n", len(f.Evidence)-i, f.ID)
+					break
+				}
+				fmt.Fprintf(stdout, "      · %s\n", e.Text)
+			}
+		}
+		if n := len(fs) - len(shown[rule]); n > 0 && len(shown[rule]) > 0 {
+			fmt.Fprintf(stdout, "  ... and %d more\n", n)
+		}
+	}
+	where := "--data-dir " + g.dataDir
+	if cfg.Store.isClickHouse() {
+		where += " --store " + cfg.Store.String()
+	}
+	fmt.Fprintf(stdout, "\nLook further (once the demo has stopped):\n")
+	fmt.Fprintf(stdout, "  go run ./cmd/whocould findings list %s --rule %s --severity high\n", where, finding.AccessAfterDeprovisioning)
+	if sh := shown[finding.SeparationOfDuties]; len(sh) > 0 {
+		fmt.Fprintf(stdout, "  go run ./cmd/whocould findings show %s %s\n", sh[0].ID, where)
+	}
+	fmt.Fprintf(stdout, "  go run ./cmd/whocould analyze %s --config %s --at %s\n", where,
+		filepath.Join(g.dataDir, demoAnalyzerFile), h.End.Format(time.RFC3339))
+	fmt.Fprintf(stdout, "(while it serves, ask the API, with WHOCOULD_TOKEN set as above:)\n")
+	fmt.Fprintf(stdout, "  curl -H \"Authorization: Bearer $WHOCOULD_TOKEN\" '%s/v1/findings?rule=%s'\n", srv.APIURL, finding.SeparationOfDuties)
+	return nil
+}
+
+// demoCounts is "N findings (kind n, kind n, ...)", kinds by how many, most first; and how
+// many of them are resolved (conditions that ended before the history did).
+func demoCounts(fs []finding.Finding) string {
+	if len(fs) == 0 {
+		return "nothing found"
+	}
+	kinds := map[string]int{}
+	resolved := 0
+	for _, f := range fs {
+		kinds[f.Kind]++
+		if f.Status == finding.Resolved {
+			resolved++
+		}
+	}
+	names := make([]string, 0, len(kinds))
+	for k := range kinds {
+		names = append(names, k)
+	}
+	slices.SortFunc(names, func(a, b string) int {
+		if kinds[a] != kinds[b] {
+			return kinds[b] - kinds[a]
+		}
+		return strings.Compare(a, b)
+	})
+	noun := "findings"
+	if len(fs) == 1 {
+		noun = "finding"
+	}
+	s := fmt.Sprintf("%d %s", len(fs), noun)
+	if len(names) > 1 || names[0] != "" {
+		parts := make([]string, len(names))
+		for i, k := range names {
+			parts[i] = fmt.Sprintf("%s %d", k, kinds[k])
+		}
+		s += " (" + strings.Join(parts, ", ") + ")"
+	}
+	if resolved > 0 {
+		s += fmt.Sprintf(", %d of them resolved", resolved)
+	}
+	return s
 }

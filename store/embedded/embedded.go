@@ -12,10 +12,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"sync"
 	"time"
 
@@ -71,8 +71,11 @@ type tenant struct {
 	events    []archived
 	decisions []decision
 	sorted    bool // decisions are in event-time order
-	usage     map[useKey]*use
-	approvals map[string]*store.Approval
+	// byPrincipal indexes the sorted decisions by principal (nil: not built since the last
+	// change).
+	byPrincipal map[uint32][]int32
+	usage       map[useKey]*use
+	approvals   map[string]*store.Approval
 }
 
 // Store is the embedded store.
@@ -188,6 +191,7 @@ func (s *Store) addDecision(t *tenant, r *event.Record) {
 	if n := len(t.decisions); n > 0 && t.decisions[n-1].time > d.time {
 		t.sorted = false
 	}
+	t.byPrincipal = nil
 	t.decisions = append(t.decisions, d)
 	if !d.allow {
 		return
@@ -282,51 +286,162 @@ func (s *Store) sortDecisions(t *tenant) {
 	if t.sorted {
 		return
 	}
-	sort.SliceStable(t.decisions, func(i, j int) bool { return t.decisions[i].time < t.decisions[j].time })
+	slices.SortStableFunc(t.decisions, func(a, b decision) int { return cmp.Compare(a.time, b.time) })
 	t.sorted = true
+	t.byPrincipal = nil
 }
 
-// Decisions implements store.Reader.
-func (s *Store) Decisions(ctx context.Context, q store.DecisionQuery, fn func(store.Decision) error) error {
-	s.mu.Lock() // sorting may write
-	t := s.tenants[tenantName(q.Tenant)]
-	if t == nil {
-		s.mu.Unlock()
-		return nil
-	}
+// selected calls fn, under s.mu (held for writing: sorting and indexing may write), with each
+// decision q selects, in event-time order: a principal's decisions through its index, a time
+// range by binary search.
+func (s *Store) selected(t *tenant, q store.DecisionQuery, fn func(d *decision) bool) {
 	s.sortDecisions(t)
+	from, to := int64(math.MinInt64), int64(math.MaxInt64)
+	if !q.From.IsZero() {
+		from = event.Micros(q.From)
+	}
+	if !q.To.IsZero() {
+		to = event.Micros(q.To)
+	}
+	want := func(str string) (uint32, bool) {
+		if str == "" {
+			return 0, true
+		}
+		id, ok := s.strIDs[str]
+		return id, ok && id != 0
+	}
+	p, ok1 := want(q.Principal)
+	a, ok2 := want(q.Action)
+	r, ok3 := want(q.Resource)
+	if !ok1 || !ok2 || !ok3 || (q.Effect != "" && q.Effect != event.Allow && q.Effect != event.Deny) {
+		return
+	}
+	match := func(d *decision) bool {
+		return (a == 0 || d.action == a) && (r == 0 || d.resource == r) && (q.Effect == "" || d.allow == (q.Effect == event.Allow))
+	}
+	if p != 0 {
+		if t.byPrincipal == nil {
+			t.byPrincipal = map[uint32][]int32{}
+			for i := range t.decisions {
+				pi := t.decisions[i].principal
+				t.byPrincipal[pi] = append(t.byPrincipal[pi], int32(i))
+			}
+		}
+		idx := t.byPrincipal[p]
+		lo, _ := slices.BinarySearchFunc(idx, from, func(i int32, t0 int64) int { return cmp.Compare(t.decisions[i].time, t0) })
+		for _, i := range idx[lo:] {
+			d := &t.decisions[i]
+			if d.time >= to {
+				return
+			}
+			if match(d) && !fn(d) {
+				return
+			}
+		}
+		return
+	}
+	lo, _ := slices.BinarySearchFunc(t.decisions, from, func(d decision, t0 int64) int { return cmp.Compare(d.time, t0) })
+	for i := lo; i < len(t.decisions); i++ {
+		d := &t.decisions[i]
+		if d.time >= to {
+			return
+		}
+		if match(d) && !fn(d) {
+			return
+		}
+	}
+}
+
+// Decisions implements store.Reader. The decisions selected are copied out under the lock, in
+// pages, and fn is called without it.
+func (s *Store) Decisions(ctx context.Context, q store.DecisionQuery, fn func(store.Decision) error) error {
+	const page = 4096
+	tenant := tenantName(q.Tenant)
+	for {
+		var out []store.Decision
+		more := false
+		s.mu.Lock()
+		t := s.tenants[tenant]
+		if t == nil {
+			s.mu.Unlock()
+			return nil
+		}
+		s.selected(t, q, func(d *decision) bool {
+			if len(out) == page {
+				more = true
+				q.From = event.FromMicros(d.time) // the next page starts here...
+				return false
+			}
+			effect := event.Deny
+			if d.allow {
+				effect = event.Allow
+			}
+			out = append(out, store.Decision{Tenant: tenant, Principal: s.strs[d.principal], Action: s.strs[d.action],
+				Resource: s.strs[d.resource], Effect: effect, Time: event.FromMicros(d.time), Reason: s.strs[d.reason],
+				Policy: s.strs[d.policy], Request: s.strs[d.request], Source: s.strs[d.source], ID: s.strs[d.id], Position: d.position})
+			return true
+		})
+		s.mu.Unlock()
+		if more {
+			// ...less the decisions of this page at that same instant, which come again.
+			cut := len(out)
+			for cut > 0 && out[cut-1].Time.Equal(q.From) {
+				cut--
+			}
+			if cut == 0 { // a page of one instant: take the whole instant at once
+				return s.instant(ctx, q, fn)
+			}
+			out = out[:cut]
+		}
+		for _, d := range out {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := fn(d); err != nil {
+				return err
+			}
+		}
+		if !more {
+			return nil
+		}
+	}
+}
+
+// instant serves Decisions when more than a page of decisions share q.From: that instant whole,
+// then the rest.
+func (s *Store) instant(ctx context.Context, q store.DecisionQuery, fn func(store.Decision) error) error {
+	at := q.From
+	one := q
+	one.To = at.Add(time.Microsecond)
 	var out []store.Decision
-	match := func(id uint32, want string) bool { return want == "" || s.strs[id] == want }
-	for _, d := range t.decisions {
-		if (!q.From.IsZero() && d.time < event.Micros(q.From)) || (!q.To.IsZero() && d.time >= event.Micros(q.To)) {
-			continue
-		}
-		effect := event.Deny
-		if d.allow {
-			effect = event.Allow
-		}
-		if !match(d.principal, q.Principal) || !match(d.action, q.Action) || !match(d.resource, q.Resource) ||
-			(q.Effect != "" && q.Effect != effect) {
-			continue
-		}
-		out = append(out, store.Decision{Tenant: tenantName(q.Tenant), Principal: s.strs[d.principal], Action: s.strs[d.action],
-			Resource: s.strs[d.resource], Effect: effect, Time: event.FromMicros(d.time), Reason: s.strs[d.reason],
-			Policy: s.strs[d.policy], Request: s.strs[d.request], Source: s.strs[d.source], ID: s.strs[d.id], Position: d.position})
+	s.mu.Lock()
+	if t := s.tenants[tenantName(q.Tenant)]; t != nil {
+		s.selected(t, one, func(d *decision) bool {
+			effect := event.Deny
+			if d.allow {
+				effect = event.Allow
+			}
+			out = append(out, store.Decision{Tenant: tenantName(q.Tenant), Principal: s.strs[d.principal], Action: s.strs[d.action],
+				Resource: s.strs[d.resource], Effect: effect, Time: event.FromMicros(d.time), Reason: s.strs[d.reason],
+				Policy: s.strs[d.policy], Request: s.strs[d.request], Source: s.strs[d.source], ID: s.strs[d.id], Position: d.position})
+			return true
+		})
 	}
 	s.mu.Unlock()
 	for _, d := range out {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
 		if err := fn(d); err != nil {
 			return err
 		}
 	}
-	return nil
+	if !q.To.IsZero() && !one.To.Before(q.To) {
+		return nil
+	}
+	q.From = one.To
+	return s.Decisions(ctx, q, fn)
 }
 
 // Usage implements store.Reader: from the running totals of allowed decisions when q counts
-// them all, else by counting the decisions q selects.
+// them all, else by counting, in place, the decisions q selects.
 func (s *Store) Usage(ctx context.Context, q store.DecisionQuery) ([]store.Use, error) {
 	if q.From.IsZero() && q.To.IsZero() && (q.Effect == "" || q.Effect == event.Allow) {
 		return s.totalUsage(q), nil
@@ -334,24 +449,31 @@ func (s *Store) Usage(ctx context.Context, q store.DecisionQuery) ([]store.Use, 
 	if q.Effect == "" {
 		q.Effect = event.Allow
 	}
-	type key struct{ p, a, r string }
-	uses := map[key]*store.Use{}
-	err := s.Decisions(ctx, q, func(d store.Decision) error {
-		k := key{d.Principal, d.Action, d.Resource}
+	s.mu.Lock()
+	t := s.tenants[tenantName(q.Tenant)]
+	if t == nil {
+		s.mu.Unlock()
+		return nil, nil
+	}
+	uses := map[useKey]*use{}
+	s.selected(t, q, func(d *decision) bool {
+		k := useKey{d.principal, d.action, d.resource}
 		if u := uses[k]; u != nil {
-			u.Last = d.Time // decisions come in event-time order
-			u.Count++
+			u.last = d.time // in event-time order
+			u.count++
 		} else {
-			uses[k] = &store.Use{Principal: d.Principal, Action: d.Action, Resource: d.Resource, First: d.Time, Last: d.Time, Count: 1}
+			uses[k] = &use{first: d.time, last: d.time, count: 1}
 		}
-		return nil
+		return true
 	})
 	out := make([]store.Use, 0, len(uses))
-	for _, u := range uses {
-		out = append(out, *u)
+	for k, u := range uses {
+		out = append(out, store.Use{Principal: s.strs[k.principal], Action: s.strs[k.action], Resource: s.strs[k.resource],
+			First: event.FromMicros(u.first), Last: event.FromMicros(u.last), Count: u.count})
 	}
+	s.mu.Unlock()
 	sortUses(out)
-	return out, err
+	return out, ctx.Err()
 }
 
 func (s *Store) totalUsage(q store.DecisionQuery) []store.Use {
