@@ -3,6 +3,7 @@ package analyzer
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/whocould/whocould/access"
@@ -25,7 +26,10 @@ import (
 //     a grant that would be privileged by the first point.
 //
 // Removals and the other changes take access away or create empty things: they are not judged,
-// and neither is anything when no role or resource is privileged.
+// and neither is anything when no role or resource is privileged. Changes at or before the
+// baseline's sign-off (Baseline.SignedOff.At, for the baseline's tenant) are not judged either:
+// the state they built was approved as a whole — an initial import or a snapshot would
+// otherwise flood the rule.
 //
 // A privileged change needs Data.Approval naming an approval request whose granted answers
 // strictly before the change's event time come from at least Config.MissingApproval.Approvers
@@ -50,6 +54,10 @@ func checkMissingApproval(ctx context.Context, in *Input) ([]finding.Finding, er
 	}
 	approvals := indexApprovals(in.Model.Events)
 	x := newExplainer(in)
+	signedOff := int64(math.MinInt64)
+	if b := in.Config.baseline; b != nil && b.SignedOff != nil && (b.Tenant == "" || b.Tenant == in.Tenant) {
+		signedOff = event.Micros(b.SignedOff.At)
+	}
 	var out []finding.Finding
 	for i := range in.Model.Events {
 		if i%1024 == 0 {
@@ -58,6 +66,9 @@ func checkMissingApproval(ctx context.Context, in *Input) ([]finding.Finding, er
 			}
 		}
 		r := &in.Model.Events[i]
+		if event.Micros(r.Time) <= signedOff {
+			continue
+		}
 		why, ok := priv.ofChange(r)
 		if !ok {
 			continue

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/whocould/whocould/access"
 	"github.com/whocould/whocould/event"
@@ -23,8 +24,10 @@ import (
 //   - principal.enabled or principal.updated of the actor itself;
 //   - role.permission.added or role.include.added on a role the actor holds then: some path by
 //     which the actor could do something at that time (so the actor is active) runs through the
-//     role. The state at the change's time includes the change, so a role that held nothing
-//     before its first permission counts too.
+//     role — and the change gave the actor something: an entitlement (action pattern, resource)
+//     it holds at the change's time and did not hold a microsecond before. The state at the
+//     change's time includes the change, so a role that held nothing before its first
+//     permission counts too; an edit that only re-arranges what the actor already had does not.
 //
 // Changes without an actor are not judged. Removing a permission or an inclusion only takes
 // access away and is not flagged.
@@ -102,8 +105,25 @@ func ownAccess(ctx context.Context, in *Input, chains *chainCache, x *explainer,
 			return finding.Finding{}, false, err
 		}
 		p, ok := pathThroughRole(wc, d.Role)
+		var gained []string
 		if ok {
+			before, err := x.whatCould(ctx, actor, r.Time.Add(-time.Microsecond))
+			if err != nil {
+				return finding.Finding{}, false, err
+			}
+			had := map[[2]string]bool{}
+			for _, e := range before.Entitlements {
+				had[[2]string{e.Action, e.Resource}] = true
+			}
+			for _, e := range wc.Entitlements {
+				if !had[[2]string{e.Action, e.Resource}] {
+					gained = append(gained, e.Action+" on "+e.Resource)
+				}
+			}
+		}
+		if ok && len(gained) > 0 {
 			own = true
+			details["gained"] = gained
 			how = fmt.Sprintf(", a role %s held through %s", actor, p.Grant.String())
 			evidence = append(evidence, finding.Evidence{Kind: "path", Time: finding.Time(r.Time), Path: &p,
 				Text: fmt.Sprintf("%s held %s at %s through %s", actor, d.Role, stamp(r.Time), pathText(actor, p))})

@@ -466,13 +466,12 @@ func (s *Store) Usage(ctx context.Context, q store.DecisionQuery) ([]store.Use, 
 		}
 		return true
 	})
-	out := make([]store.Use, 0, len(uses))
+	kus := make([]keyedUse, 0, len(uses))
 	for k, u := range uses {
-		out = append(out, store.Use{Principal: s.strs[k.principal], Action: s.strs[k.action], Resource: s.strs[k.resource],
-			First: event.FromMicros(u.first), Last: event.FromMicros(u.last), Count: u.count})
+		kus = append(kus, keyedUse{k, u})
 	}
+	out := s.usesOut(kus)
 	s.mu.Unlock()
-	sortUses(out)
 	return out, ctx.Err()
 }
 
@@ -483,23 +482,64 @@ func (s *Store) totalUsage(q store.DecisionQuery) []store.Use {
 	if t == nil {
 		return nil
 	}
-	var out []store.Use
-	for k, u := range t.usage {
-		p, a, r := s.strs[k.principal], s.strs[k.action], s.strs[k.resource]
-		if (q.Principal != "" && p != q.Principal) || (q.Action != "" && a != q.Action) || (q.Resource != "" && r != q.Resource) {
-			continue
+	want := func(str string) (uint32, bool) {
+		if str == "" {
+			return 0, true
 		}
-		out = append(out, store.Use{Principal: p, Action: a, Resource: r, First: event.FromMicros(u.first),
-			Last: event.FromMicros(u.last), Count: u.count})
+		id, ok := s.strIDs[str]
+		return id, ok && id != 0
 	}
-	sortUses(out)
-	return out
+	p, ok1 := want(q.Principal)
+	a, ok2 := want(q.Action)
+	r, ok3 := want(q.Resource)
+	if !ok1 || !ok2 || !ok3 {
+		return nil
+	}
+	var kus []keyedUse
+	for k, u := range t.usage {
+		if (p == 0 || k.principal == p) && (a == 0 || k.action == a) && (r == 0 || k.resource == r) {
+			kus = append(kus, keyedUse{k, u})
+		}
+	}
+	return s.usesOut(kus)
 }
 
-func sortUses(us []store.Use) {
-	slices.SortFunc(us, func(a, b store.Use) int {
-		return cmp.Or(cmp.Compare(a.Principal, b.Principal), cmp.Compare(a.Action, b.Action), cmp.Compare(a.Resource, b.Resource))
+type keyedUse struct {
+	k useKey
+	u *use
+}
+
+// usesOut makes the uses of kus, sorted by principal, action and resource: the strings are
+// ranked once and the uses sorted by rank, which is much cheaper than comparing strings for
+// millions of uses. Called with s.mu held.
+func (s *Store) usesOut(kus []keyedUse) []store.Use {
+	rank := map[uint32]int32{}
+	for _, ku := range kus {
+		rank[ku.k.principal], rank[ku.k.action], rank[ku.k.resource] = 0, 0, 0
+	}
+	ids := make([]uint32, 0, len(rank))
+	for id := range rank {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b uint32) int { return cmp.Compare(s.strs[a], s.strs[b]) })
+	for i, id := range ids {
+		rank[id] = int32(i)
+	}
+	type ranked struct{ p, a, r, i int32 }
+	rs := make([]ranked, len(kus))
+	for i, ku := range kus {
+		rs[i] = ranked{rank[ku.k.principal], rank[ku.k.action], rank[ku.k.resource], int32(i)}
+	}
+	slices.SortFunc(rs, func(x, y ranked) int {
+		return cmp.Or(cmp.Compare(x.p, y.p), cmp.Compare(x.a, y.a), cmp.Compare(x.r, y.r))
 	})
+	out := make([]store.Use, len(rs))
+	for j, r := range rs {
+		ku := kus[r.i]
+		out[j] = store.Use{Principal: s.strs[ku.k.principal], Action: s.strs[ku.k.action], Resource: s.strs[ku.k.resource],
+			First: event.FromMicros(ku.u.first), Last: event.FromMicros(ku.u.last), Count: ku.u.count}
+	}
+	return out
 }
 
 // Events implements store.Reader.
