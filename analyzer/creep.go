@@ -622,25 +622,25 @@ func (r *pcRun) outliers(p *pcPrincipal, odd []pcOdd, s *pcPeers, paths map[pcEn
 type pcHeld struct {
 	r      *pcRun
 	p      string
-	active []ugSpan
-	chains map[string][]ugSpan
+	active []Span
+	chains map[string][]Span
 	tails  map[string][]graph.TailSpan
 }
 
 func newPCHeld(r *pcRun, p string) *pcHeld {
-	h := &pcHeld{r: r, p: p, chains: map[string][]ugSpan{}, tails: map[string][]graph.TailSpan{}}
+	h := &pcHeld{r: r, p: p, chains: map[string][]Span{}, tails: map[string][]graph.TailSpan{}}
 	for _, s := range r.g.StatusSpans(p, nil) {
 		if s.Status == access.StatusActive {
-			h.active = append(h.active, ugSpan{s.From, s.To})
+			h.active = append(h.active, Span{s.From, s.To})
 		}
 	}
-	h.active = ugUnion(h.active)
+	h.active = mergeSpans(h.active)
 	for _, c := range r.g.Chains(p, nil) {
 		k := strings.Join(c.Groups, "\x00")
-		h.chains[k] = append(h.chains[k], ugSpan{c.From, c.To})
+		h.chains[k] = append(h.chains[k], Span{c.From, c.To})
 	}
 	for k, ss := range h.chains {
-		h.chains[k] = ugUnion(ss)
+		h.chains[k] = mergeSpans(ss)
 	}
 	return h
 }
@@ -648,19 +648,19 @@ func newPCHeld(r *pcRun, p string) *pcHeld {
 // since is the start of the stretch, around Now, over which one of paths held while the
 // principal was active.
 func (h *pcHeld) since(paths []access.Path) (int64, bool) {
-	var all []ugSpan
+	var all []Span
 	for _, p := range paths {
 		ss := h.active
 		if len(p.Groups) > 0 {
-			ss = ugIntersect(ss, h.chains[strings.Join(p.Groups, "\x00")])
+			ss = IntersectSpans(ss, h.chains[strings.Join(p.Groups, "\x00")])
 		}
-		var gs []ugSpan
+		var gs []Span
 		for _, s := range h.r.g.GrantSpans(p.Grant.Subject, p.Grant.Role, p.Grant.Action, p.Grant.Resource, nil) {
-			gs = append(gs, ugSpan{s.From, s.To})
+			gs = append(gs, Span{s.From, s.To})
 		}
-		ss = ugIntersect(ss, ugUnion(gs))
+		ss = IntersectSpans(ss, mergeSpans(gs))
 		if p.Grant.Role != "" {
-			var ts []ugSpan
+			var ts []Span
 			tails, ok := h.tails[p.Grant.Role]
 			if !ok {
 				tails = h.r.g.Tails(p.Grant.Role, nil)
@@ -668,16 +668,16 @@ func (h *pcHeld) since(paths []access.Path) (int64, bool) {
 			}
 			for _, t := range tails {
 				if t.Permission == p.Permission && slices.Equal(t.Roles, p.Roles) {
-					ts = append(ts, ugSpan{t.From, t.To})
+					ts = append(ts, Span{t.From, t.To})
 				}
 			}
-			ss = ugIntersect(ss, ugUnion(ts))
+			ss = IntersectSpans(ss, mergeSpans(ts))
 		}
 		all = append(all, ss...)
 	}
-	for _, s := range ugUnion(all) {
-		if s.from <= h.r.now && h.r.now < s.to {
-			return s.from, true
+	for _, s := range mergeSpans(all) {
+		if s.From <= h.r.now && h.r.now < s.To {
+			return s.From, true
 		}
 	}
 	return 0, false

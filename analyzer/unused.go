@@ -46,49 +46,14 @@ import (
 // report was credited such a vague use, the rule asks the store for the aggregates before the
 // window and credits them again.
 
-// ugSpan is a stretch [from, to) of Unix microseconds.
-type ugSpan struct{ from, to int64 }
-
-// ugIntersect is the stretches both a and b cover (each sorted and disjoint; so is the answer).
-func ugIntersect(a, b []ugSpan) []ugSpan {
-	var out []ugSpan
-	for i, j := 0, 0; i < len(a) && j < len(b); {
-		lo, hi := max(a[i].from, b[j].from), min(a[i].to, b[j].to)
-		if lo < hi {
-			out = append(out, ugSpan{lo, hi})
-		}
-		if a[i].to < b[j].to {
-			i++
-		} else {
-			j++
-		}
-	}
-	return out
-}
-
-// ugUnion sorts ss and merges the stretches that overlap or touch.
-func ugUnion(ss []ugSpan) []ugSpan {
-	slices.SortFunc(ss, func(x, y ugSpan) int { return cmp.Compare(x.from, y.from) })
-	out := ss[:0]
-	for _, s := range ss {
-		if n := len(out); n > 0 && out[n-1].to >= s.from {
-			out[n-1].to = max(out[n-1].to, s.to)
-			continue
-		}
-		out = append(out, s)
-	}
-	return out
-}
-
-// ugAlways is every time.
-var ugAlways = []ugSpan{{-1 << 62, graph.Forever}}
+var ugAlways = []Span{{-1 << 62, graph.Forever}}
 
 // ugLastUse is the latest instant of [first, last] (micros, inclusive) that ss covers, if any.
-func ugLastUse(ss []ugSpan, first, last int64) (int64, bool) {
+func ugLastUse(ss []Span, first, last int64) (int64, bool) {
 	best, ok := int64(0), false
 	for _, s := range ss {
-		if s.from <= last && s.to > first {
-			if t := min(last, s.to-1); !ok || t > best {
+		if s.From <= last && s.To > first {
+			if t := min(last, s.To-1); !ok || t > best {
 				best, ok = t, true
 			}
 		}
@@ -125,7 +90,7 @@ type ugGrant struct {
 	subject, role, action, resource string
 	// start is when the grant's current interval began (renewals and touching intervals merged).
 	start int64
-	spans []ugSpan // every interval of the grant
+	spans []Span // every interval of the grant
 	// In the window: whether it was used, the permission patterns (of role grants) and the
 	// actions used, and the last use.
 	used        bool
@@ -148,7 +113,7 @@ func (g *ugGrant) what() string { return cmp.Or(g.role, g.action) }
 // ugRole is a role's permissions over time: pattern → when the role (itself or through its
 // inclusions) held it.
 type ugRole struct {
-	perms    map[string][]ugSpan
+	perms    map[string][]Span
 	patterns []string // sorted
 }
 
@@ -156,7 +121,7 @@ type ugRole struct {
 // active.
 type ugCand struct {
 	g     *ugGrant
-	spans []ugSpan
+	spans []Span
 }
 
 // ugRun is one run of the rule.
@@ -274,16 +239,16 @@ func (r *ugRun) attributeAll(ctx context.Context, uses []ugUseRange) error {
 // judged collects the grants the rule judges.
 func (r *ugRun) judged() {
 	r.g.Relations(nil, func(rs graph.RelationSpans) {
-		spans := make([]ugSpan, len(rs.Spans))
+		spans := make([]Span, len(rs.Spans))
 		for i, s := range rs.Spans {
-			spans[i] = ugSpan{s.From, s.To}
+			spans[i] = Span{s.From, s.To}
 		}
-		spans = ugUnion(spans) // a renewal, or a remove and add at one instant, carries on
-		i := slices.IndexFunc(spans, func(s ugSpan) bool { return s.from <= r.now && r.now < s.to })
-		if i < 0 || spans[i].from > r.start {
+		spans = mergeSpans(spans) // a renewal, or a remove and add at one instant, carries on
+		i := slices.IndexFunc(spans, func(s Span) bool { return s.From <= r.now && r.now < s.To })
+		if i < 0 || spans[i].From > r.start {
 			return // not held at Now, or too young to judge
 		}
-		g := &ugGrant{subject: rs.A, resource: rs.C, start: spans[i].from, spans: spans}
+		g := &ugGrant{subject: rs.A, resource: rs.C, start: spans[i].From, spans: spans}
 		if rs.Kind == graph.RoleGrant {
 			g.role = rs.B
 		} else {
@@ -303,12 +268,12 @@ func (r *ugRun) role(name string) *ugRole {
 	if ro, ok := r.roles[name]; ok {
 		return ro
 	}
-	ro := &ugRole{perms: map[string][]ugSpan{}}
+	ro := &ugRole{perms: map[string][]Span{}}
 	for _, t := range r.g.Tails(name, nil) {
-		ro.perms[t.Permission] = append(ro.perms[t.Permission], ugSpan{t.From, t.To})
+		ro.perms[t.Permission] = append(ro.perms[t.Permission], Span{t.From, t.To})
 	}
 	for p, ss := range ro.perms {
-		ro.perms[p] = ugUnion(ss)
+		ro.perms[p] = mergeSpans(ss)
 		ro.patterns = append(ro.patterns, p)
 	}
 	slices.Sort(ro.patterns)
@@ -320,7 +285,7 @@ func (r *ugRun) role(name string) *ugRole {
 func (ro *ugRole) patternsAt(t int64) []string {
 	var out []string
 	for _, p := range ro.patterns {
-		if slices.ContainsFunc(ro.perms[p], func(s ugSpan) bool { return s.from <= t && t < s.to }) {
+		if slices.ContainsFunc(ro.perms[p], func(s Span) bool { return s.From <= t && t < s.To }) {
 			out = append(out, p)
 		}
 	}
@@ -330,30 +295,30 @@ func (ro *ugRole) patternsAt(t int64) []string {
 // attribute credits principal's uses, in the window and before it, to the judged grants that
 // were on its paths when it used them.
 func (r *ugRun) attribute(principal string, uses []ugUseRange) {
-	var active []ugSpan
+	var active []Span
 	for _, s := range r.g.StatusSpans(principal, nil) {
 		if s.Status == access.StatusActive {
-			active = append(active, ugSpan{s.From, s.To})
+			active = append(active, Span{s.From, s.To})
 		}
 	}
-	active = ugUnion(active)
+	active = mergeSpans(active)
 	if len(active) == 0 {
 		return
 	}
 	// When the principal reached each subject: itself always, each group while a chain of
 	// memberships to it held.
-	reach := map[string][]ugSpan{principal: ugAlways}
+	reach := map[string][]Span{principal: ugAlways}
 	for _, c := range r.g.Chains(principal, nil) {
 		s := c.Groups[len(c.Groups)-1]
 		if len(r.bySubject[s]) > 0 {
-			reach[s] = append(reach[s], ugSpan{c.From, c.To})
+			reach[s] = append(reach[s], Span{c.From, c.To})
 		}
 	}
 	cands := map[string][]ugCand{} // by the grant's resource
 	for s, ss := range reach {
-		on := ugIntersect(ugUnion(ss), active)
+		on := IntersectSpans(mergeSpans(ss), active)
 		for _, g := range r.bySubject[s] {
-			if both := ugIntersect(on, g.spans); len(both) > 0 {
+			if both := IntersectSpans(on, g.spans); len(both) > 0 {
 				cands[g.resource] = append(cands[g.resource], ugCand{g, both})
 			}
 		}
@@ -418,7 +383,7 @@ func (r *ugRun) credit(c ugCand, u *ugUseRange) {
 		if !event.Matches(p, u.action) {
 			continue
 		}
-		if at, ok := ugLastUse(ugIntersect(c.spans, ro.perms[p]), u.first, u.last); ok {
+		if at, ok := ugLastUse(IntersectSpans(c.spans, ro.perms[p]), u.first, u.last); ok {
 			mark(p, at)
 		}
 	}

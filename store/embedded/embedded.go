@@ -4,6 +4,7 @@
 package embedded
 
 import (
+	"bufio"
 	"cmp"
 	"context"
 	"crypto/sha256"
@@ -286,7 +287,10 @@ func (s *Store) sortDecisions(t *tenant) {
 	if t.sorted {
 		return
 	}
-	slices.SortStableFunc(t.decisions, func(a, b decision) int { return cmp.Compare(a.time, b.time) })
+	// Positions are unique: ordering by them too makes the sort stable in log order.
+	slices.SortFunc(t.decisions, func(a, b decision) int {
+		return cmp.Or(cmp.Compare(a.time, b.time), cmp.Compare(a.position, b.position))
+	})
 	t.sorted = true
 	t.byPrincipal = nil
 }
@@ -659,13 +663,10 @@ func (s *Store) PutFindings(_ context.Context, tenant string, fs []finding.Findi
 	if s.cfg.Dir == "" {
 		return nil
 	}
-	b, err := json.MarshalIndent(all, "", " ")
-	if err != nil {
-		return fmt.Errorf("store findings: %w", err)
-	}
 	path := filepath.Join(s.cfg.Dir, findingsFile)
 	tmp := path + ".tmp"
-	if err := writeSynced(tmp, b); err != nil {
+	// Encoded as it is written: the file of a large organisation runs to hundreds of MB.
+	if err := writeSynced(tmp, func(w io.Writer) error { return json.NewEncoder(w).Encode(all) }); err != nil {
 		return fmt.Errorf("store findings: %w", err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
@@ -674,12 +675,17 @@ func (s *Store) PutFindings(_ context.Context, tenant string, fs []finding.Findi
 	return syncDir(s.cfg.Dir)
 }
 
-func writeSynced(path string, b []byte) error {
+func writeSynced(path string, write func(io.Writer) error) error {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
 	if err != nil {
 		return err
 	}
-	if _, err := f.Write(b); err != nil {
+	bw := bufio.NewWriterSize(f, 1<<20)
+	if err := write(bw); err != nil {
+		f.Close()
+		return err
+	}
+	if err := bw.Flush(); err != nil {
 		f.Close()
 		return err
 	}
@@ -692,15 +698,16 @@ func writeSynced(path string, b []byte) error {
 
 // loadFindings reads the findings file, when there is one.
 func (s *Store) loadFindings() error {
-	b, err := os.ReadFile(filepath.Join(s.cfg.Dir, findingsFile))
+	f, err := os.Open(filepath.Join(s.cfg.Dir, findingsFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("open embedded store: %w", err)
 	}
+	defer f.Close()
 	var all map[string][]finding.Finding
-	if err := json.Unmarshal(b, &all); err != nil {
+	if err := json.NewDecoder(bufio.NewReaderSize(f, 1<<20)).Decode(&all); err != nil {
 		return fmt.Errorf("open embedded store: %s: %w", findingsFile, err)
 	}
 	for name, fs := range all {
