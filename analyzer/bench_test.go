@@ -2,11 +2,14 @@ package analyzer_test
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/whocould/whocould/access"
 	"github.com/whocould/whocould/analyzer"
 	"github.com/whocould/whocould/event"
 	"github.com/whocould/whocould/graph"
@@ -82,23 +84,36 @@ func benchHistory(tb testing.TB) (changes []event.Record, decisions func(yield f
 			}
 		}
 	})
-	type ent struct{ action, resource string }
+	// Each principal's entitlements with when it could use them (active, with a path): a
+	// decision picks one that holds at its time, as an enforcement point that agrees with the
+	// map would allow.
+	type ent struct {
+		action, resource string
+		could            []analyzer.Span
+	}
+	m := &analyzer.Model{Graph: g}
 	ents := make([][]ent, principals)
 	for i := range principals {
-		wc, err := g.WhatCould(context.Background(), access.Query{Principal: fmt.Sprintf("user:u%d", i), At: end.Add(-time.Microsecond)})
-		if err != nil {
-			tb.Fatal(err)
+		ps := m.Paths(fmt.Sprintf("user:u%d", i), nil)
+		byKey := map[[2]string][]analyzer.Span{}
+		for _, p := range ps.Paths {
+			k := [2]string{p.Action, p.Resource}
+			byKey[k] = append(byKey[k], analyzer.Span{From: p.From, To: p.To})
 		}
-		for _, e := range wc.Entitlements {
-			a := e.Action
+		active := analyzer.ActiveSpans(ps)
+		for k, ss := range byKey {
+			a := k[0]
 			if strings.HasSuffix(a, "*") {
 				a = strings.TrimSuffix(a, "*") + "select"
 				if a == "select" {
 					a = "db.table.select"
 				}
 			}
-			ents[i] = append(ents[i], ent{a, e.Resource})
+			ents[i] = append(ents[i], ent{a, k[1], analyzer.IntersectSpans(analyzer.MergeSpans(ss), active)})
 		}
+		slices.SortFunc(ents[i], func(x, y ent) int {
+			return cmp.Or(cmp.Compare(x.action, y.action), cmp.Compare(x.resource, y.resource))
+		})
 	}
 	pos := uint64(len(changes))
 	decisions = func(yield func([]event.Record) bool) {
@@ -106,20 +121,35 @@ func benchHistory(tb testing.TB) (changes []event.Record, decisions func(yield f
 		span := int64(120 * 24 * time.Hour)
 		batch := make([]event.Record, 0, 100_000)
 		for i := range nd {
-			p := r.IntN(principals)
-			d := event.Data{Principal: fmt.Sprintf("user:u%d", p), Effect: event.Allow, Policy: "authz.rego"}
-			if es := ents[p]; len(es) > 0 {
-				e := es[r.IntN(len(es))]
-				d.Action, d.Resource = e.action, e.resource
-			} else {
-				d.Action, d.Resource = "db.table.select", org.Resources[r.IntN(len(org.Resources))]
-			}
-			if r.IntN(100) < 4 {
-				d.Effect, d.Reason = event.Deny, "no grant matches"
-			}
 			// In arrival order, as enforcement points send them: i-th of nd over the last 120
 			// days, give or take a minute.
 			tm := end.Add(-time.Duration(span-span*int64(i)/int64(nd)) + time.Duration(r.Int64N(int64(time.Minute)))).Truncate(time.Microsecond)
+			us := event.Micros(tm)
+			d := event.Data{Effect: event.Allow, Policy: "authz.rego"}
+			if r.IntN(100) < 4 {
+				// Denied: a random action on a random table, which the principal can rarely do.
+				d.Principal = fmt.Sprintf("user:u%d", r.IntN(principals))
+				d.Action, d.Resource = org.Actions[r.IntN(len(org.Actions))], org.Resources[r.IntN(len(org.Resources))]
+				d.Effect, d.Reason = event.Deny, "no grant matches"
+			} else {
+				// Allowed: an entitlement that holds then, found in a few tries (else one that
+				// does not: the rare disagreement shadow access is about).
+				for try := 0; try < 16; try++ {
+					p := r.IntN(principals)
+					es := ents[p]
+					if len(es) == 0 {
+						continue
+					}
+					e := es[r.IntN(len(es))]
+					d.Principal, d.Action, d.Resource = fmt.Sprintf("user:u%d", p), e.action, e.resource
+					if analyzer.SpanAt(e.could, us) {
+						break
+					}
+				}
+				if d.Principal == "" {
+					d.Principal, d.Action, d.Resource = "user:u0", "db.table.select", org.Resources[0]
+				}
+			}
 			pos++
 			batch = append(batch, event.Record{Position: pos, Recorded: end, Event: event.Event{ID: strconv.Itoa(i), Source: "opa://bench",
 				Type: event.Decision, Time: tm, Data: d}})
@@ -154,8 +184,12 @@ func peakRSS() uint64 {
 	return 0
 }
 
-// heapPeak samples the live heap while fn runs and returns its peak.
+// heapPeak samples the live heap while fn runs and returns its peak. With
+// WHOCOULD_BENCH_HEAPPROFILE=FILE it also writes a heap profile to FILE each time the peak grows
+// by a tenth (the last one is the peak's).
 func heapPeak(fn func()) uint64 {
+	profile := os.Getenv("WHOCOULD_BENCH_HEAPPROFILE")
+	var written uint64
 	var peak atomic.Uint64
 	stop := make(chan struct{})
 	done := make(chan struct{})
@@ -166,6 +200,14 @@ func heapPeak(fn func()) uint64 {
 			runtime.ReadMemStats(&ms)
 			if ms.HeapInuse > peak.Load() {
 				peak.Store(ms.HeapInuse)
+				if profile != "" && ms.HeapInuse > written+written/10 {
+					written = ms.HeapInuse
+					runtime.GC() // the profile's in-use figures are as of the last collection
+					if f, err := os.Create(profile); err == nil {
+						pprof.WriteHeapProfile(f)
+						f.Close()
+					}
+				}
 			}
 			select {
 			case <-stop:
@@ -190,6 +232,10 @@ func benchPass(b *testing.B, st analyzer.Store, now time.Time, baseline *analyze
 		b.Fatal(err)
 	}
 	a := &analyzer.Analyzer{Store: st, Config: cfg}
+	// The resident peak from here on: what the set-up built and dropped is handed back, and
+	// the kernel's high-water mark is reset (Linux: clear_refs 5).
+	debug.FreeOSMemory()
+	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
 	// One rule at a time, so that each one's time and peak heap are its own; the pass is their
 	// sum (a run of every rule at once does the same work, loading the model once more per rule
 	// here).
@@ -199,7 +245,11 @@ func benchPass(b *testing.B, st analyzer.Store, now time.Time, baseline *analyze
 		peak     uint64
 		findings int
 	)
+	only := os.Getenv("WHOCOULD_BENCH_RULES") // a comma-separated subset, for a closer look
 	for _, r := range analyzer.Rules {
+		if only != "" && !slices.Contains(strings.Split(only, ","), r.Name) {
+			continue
+		}
 		runtime.GC()
 		var res *analyzer.Result
 		start := time.Now()
@@ -221,6 +271,7 @@ func benchPass(b *testing.B, st analyzer.Store, now time.Time, baseline *analyze
 	b.ReportMetric(float64(findings), "findings")
 	b.ReportMetric(float64(peak)/(1<<20), "MB-heap-peak")
 	b.ReportMetric(float64(peakRSS())/(1<<20), "MB-rss-peak")
+	b.Logf("GOMEMLIMIT %s, GOGC %s; the resident peak counts the store (%s) and the model", os.Getenv("GOMEMLIMIT"), os.Getenv("GOGC"), fmt.Sprintf("%T", st))
 }
 
 // BenchmarkFullPass is a full pass of every rule over the organisation on the

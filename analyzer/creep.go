@@ -513,7 +513,7 @@ func (r *pcRun) growth(p *pcPrincipal, gained []pcEnt, paths map[pcEnt][]access.
 			continue // the path was past what explain lists
 		}
 		path := ps[0]
-		f.Evidence = append(f.Evidence, finding.Evidence{Kind: "path", Path: &path,
+		f.Evidence = append(f.Evidence, finding.Evidence{Kind: "path", Path: ownPath(path),
 			Text: fmt.Sprintf("gained %s on %s through %s", g.action, g.resource, path.String())})
 		if e := r.addedBy(p.name, path, event.Micros(from), r.now); e != nil {
 			f.Evidence = append(f.Evidence, finding.Evidence{Kind: "event", Time: finding.Time(e.Time), Event: ugEventRef(e),
@@ -576,7 +576,7 @@ func (r *pcRun) kept(p *pcPrincipal, k pcKept, paths map[pcEnt][]access.Path) fi
 		text := fmt.Sprintf("still holds %s on %s", e.action, e.resource)
 		ev := finding.Evidence{Kind: "measure", Text: text}
 		if ok {
-			ev = finding.Evidence{Kind: "path", Path: &path, Text: text + " through " + path.String()}
+			ev = finding.Evidence{Kind: "path", Path: ownPath(path), Text: text + " through " + path.String()}
 		}
 		f.Evidence = append(f.Evidence, ev)
 	}
@@ -607,7 +607,7 @@ func (r *pcRun) outliers(p *pcPrincipal, odd []pcOdd, s *pcPeers, paths map[pcEn
 				f.Since = event.FromMicros(t)
 			}
 			path := ps[0]
-			f.Evidence = append(f.Evidence, finding.Evidence{Kind: "path", Path: &path,
+			f.Evidence = append(f.Evidence, finding.Evidence{Kind: "path", Path: ownPath(path),
 				Text: fmt.Sprintf("holds %s on %s through %s", e.action, e.resource, path.String())})
 		}
 		f.Evidence = append(f.Evidence, finding.Evidence{Kind: "measure", Time: finding.Time(in.Now),

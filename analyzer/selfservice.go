@@ -125,7 +125,7 @@ func ownAccess(ctx context.Context, in *Input, chains *chainCache, x *explainer,
 			own = true
 			details["gained"] = gained
 			how = fmt.Sprintf(", a role %s held through %s", actor, p.Grant.String())
-			evidence = append(evidence, finding.Evidence{Kind: "path", Time: finding.Time(r.Time), Path: &p,
+			evidence = append(evidence, finding.Evidence{Kind: "path", Time: finding.Time(r.Time), Path: ownPath(p),
 				Text: fmt.Sprintf("%s held %s at %s through %s", actor, d.Role, stamp(r.Time), pathText(actor, p))})
 			details["via"] = "role"
 		}

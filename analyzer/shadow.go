@@ -328,7 +328,7 @@ func shadowFinding(ctx context.Context, in *Input, plan *tallyPlan, tl *decision
 			Text: fmt.Sprintf("at %s the map says %s could %s on %s", stamp(first), p, tl.firstKey.action, tl.firstKey.resource)}
 		if len(ex.Paths) > 0 {
 			path := ex.Paths[0]
-			why.Path = &path
+			why.Path = ownPath(path)
 			why.Text += " through " + path.String()
 		}
 	}

@@ -574,7 +574,7 @@ func sodFinding(in *Input, pair SoDPair, p string, ivs []sodViolation) finding.F
 				until = finding.Time(event.FromMicros(end))
 				when = "until " + evidenceTime(*until)
 			}
-			f.Evidence = append(f.Evidence, finding.Evidence{Kind: "path", Time: finding.Time(from), Until: until, Path: &path,
+			f.Evidence = append(f.Evidence, finding.Evidence{Kind: "path", Time: finding.Time(from), Until: until, Path: ownPath(path),
 				Text: fmt.Sprintf("from %s %s, %s could do %s on %s through %s", evidenceTime(from), when, p, side.action, side.pc.grant.resource, path)})
 		}
 	}

@@ -92,6 +92,9 @@ func CouldSpans(p spans.Principal, action, resource string) []Span {
 	return IntersectSpans(mergeSpans(ss), ActiveSpans(p))
 }
 
+// MergeSpans sorts spans and merges those that overlap or touch (in place).
+func MergeSpans(ss []Span) []Span { return mergeSpans(ss) }
+
 // mergeSpans sorts spans and merges those that overlap or touch.
 func mergeSpans(ss []Span) []Span {
 	slices.SortFunc(ss, func(a, b Span) int { return cmp.Compare(a.From, b.From) })
@@ -138,4 +141,16 @@ func SpanAt(ss []Span, t int64) bool {
 		return 0
 	})
 	return i < len(ss) && ss[i].From <= t && t < ss[i].To
+}
+
+// ownPath is a copy of p for a finding's evidence, sharing no memory with the answer it came
+// from: the engine hands out paths whose chains are cut from blocks shared by many paths, and a
+// finding that kept one would keep the whole block alive.
+func ownPath(p access.Path) *access.Path {
+	p.Groups, p.Roles = slices.Clone(p.Groups), slices.Clone(p.Roles)
+	if p.Grant.ExpiresAt != nil {
+		x := *p.Grant.ExpiresAt
+		p.Grant.ExpiresAt = &x
+	}
+	return &p
 }

@@ -246,7 +246,7 @@ func unauthorisedFinding(ctx context.Context, in *Input, x *explainer, r *event.
 				Text: fmt.Sprintf("%s could do %s on %s at %s only through what this change did; it could not just before it",
 					r.Data.Actor, v.action, v.resource, stamp(r.Time))})
 			for _, p := range v.own {
-				f.Evidence = append(f.Evidence, finding.Evidence{Kind: "path", Time: finding.Time(r.Time), Path: &p,
+				f.Evidence = append(f.Evidence, finding.Evidence{Kind: "path", Time: finding.Time(r.Time), Path: ownPath(p),
 					Text: fmt.Sprintf("path created by the change itself: %s", pathText(r.Data.Actor, p))})
 			}
 			continue
@@ -289,7 +289,7 @@ func nearbyRights(ctx context.Context, x *explainer, actor string, t time.Time, 
 			continue
 		}
 		p := e.Paths[0]
-		out = append(out, finding.Evidence{Kind: "path", Time: finding.Time(t), Path: &p,
+		out = append(out, finding.Evidence{Kind: "path", Time: finding.Time(t), Path: ownPath(p),
 			Text: fmt.Sprintf("%s could do %s on %s at %s (a nearby right, not the one needed) through %s", actor, e.Action, e.Resource, stamp(t), pathText(actor, p))})
 	}
 	return out, nil
