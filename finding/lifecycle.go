@@ -12,7 +12,8 @@ import (
 // that the run did not find again has cleared, and is resolved at now. Otherwise:
 //   - a finding found for the first time is open (or resolved at Ended, for a past condition);
 //   - a finding found again keeps its id, first sighting and status, with the run's summary,
-//     evidence and details; a resolved one that holds again reopens;
+//     evidence and details; a resolved one that holds again reopens, open (its earlier
+//     acknowledgement or suppression stays in History);
 //   - a suppression that has run out (Until ≤ now) ends: the finding is open again if it still
 //     holds, resolved if not.
 func Reconcile(stored, found []Finding, rules []string, now time.Time) []Finding {
@@ -51,7 +52,8 @@ func Reconcile(stored, found []Finding, rules []string, now time.Time) []Finding
 				next.resolve(*f.Ended)
 			}
 		case next.Status == Resolved:
-			next.ResolvedAt = nil
+			// A new occurrence: what was said of the last one is in History, not in force.
+			next.ResolvedAt, next.Acknowledged, next.Suppression = nil, nil, nil
 			next.Status = Open
 			next.History = append(next.History, Transition{At: now, Status: Open, Reason: "holds again"})
 		}

@@ -148,3 +148,53 @@ func TestServeAnalyzerTarget(t *testing.T) {
 	}
 	p.stop(t)
 }
+
+// TestFindingsAcrossRebuild: a rebuild replays the log into a fresh store; the findings, their
+// ids and their lifecycle (an acknowledgement) are the same after it, and a run after the
+// rebuild finds the same conditions under the same ids, opening nothing new.
+func TestFindingsAcrossRebuild(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	cfg := writeFile(t, dir, "whocould.yaml", []byte(sodConfig))
+	at := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
+	mustRun(t, 0, data, nil, "import", writeFile(t, dir, "sod.jsonl", jsonLines(t, []event.Event{
+		ev("s1", event.GrantAdded, at, event.Data{Subject: "user:ann", Action: "payment.create", Resource: "payments:eu"}),
+		ev("s2", event.GrantAdded, at.Add(time.Hour), event.Data{Subject: "user:ann", Action: "payment.approve", Resource: "payments:*"}),
+		ev("s3", event.GrantAdded, at, event.Data{Subject: "user:bob", Action: "payment.*", Resource: "payments:us"}),
+	})))
+	before := decodeFindings(t, mustRun(t, 0, data, nil, "analyze", "--config", cfg, "-o", "json").stdout)
+	if len(before.Findings) < 2 {
+		t.Fatalf("before the rebuild: %+v", before)
+	}
+	mustRun(t, 0, data, nil, "findings", "ack", before.Findings[0].ID, "--reason", "SEC-7")
+	mustRun(t, 0, data, nil, "rebuild")
+	stored := decodeFindings(t, mustRun(t, 0, data, nil, "findings", "list", "--status", "all", "-o", "json").stdout)
+	if len(stored.Findings) != len(before.Findings) {
+		t.Fatalf("after the rebuild %d findings are stored, want %d", len(stored.Findings), len(before.Findings))
+	}
+	var out struct {
+		Findings []struct{ ID, Status string }
+		Runs     []struct{ New, Resolved int }
+	}
+	if err := json.Unmarshal([]byte(mustRun(t, 0, data, nil, "analyze", "--config", cfg, "-o", "json").stdout), &out); err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{}
+	for _, f := range out.Findings {
+		ids[f.ID] = f.Status
+	}
+	for i, f := range before.Findings {
+		want := f.Status
+		if i == 0 {
+			want = "acknowledged"
+		}
+		if ids[f.ID] != want {
+			t.Errorf("after the rebuild, finding %s is %q, want %q", f.ID, ids[f.ID], want)
+		}
+	}
+	for _, r := range out.Runs {
+		if r.New != 0 || r.Resolved != 0 {
+			t.Errorf("a run after the rebuild opened %d and resolved %d findings", r.New, r.Resolved)
+		}
+	}
+}

@@ -6,10 +6,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/whocould/whocould/event"
 	"github.com/whocould/whocould/projector"
 	"github.com/whocould/whocould/store"
 	"github.com/whocould/whocould/store/clickhouse"
@@ -122,12 +124,41 @@ func runRebuild(ctx context.Context, g *globals, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("rebuild: %w", err)
 	}
+	// The findings are not rebuilt from the log (their acknowledgements and suppressions are
+	// people's work): they move to the fresh store as they are.
+	if err := copyFindings(ctx, s.store, ns); err != nil {
+		return fmt.Errorf("rebuild: %w", err)
+	}
 	if err := swapDirs(dir, fresh); err != nil {
 		return fmt.Errorf("rebuild: %w", err)
 	}
 	took := time.Since(start)
 	fmt.Fprintf(stdout, "rebuilt the store from %d events (log position %d) in %s (%.0f events/s)\n",
 		n, pos, took.Round(time.Millisecond), float64(n)/max(took.Seconds(), 1e-3))
+	return nil
+}
+
+// copyFindings copies every tenant's findings from one store to another.
+func copyFindings(ctx context.Context, from store.Reader, to store.FindingWriter) error {
+	tenants, err := from.Tenants(ctx)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(tenants, event.DefaultTenant) {
+		tenants = append(tenants, event.DefaultTenant)
+	}
+	for _, t := range tenants {
+		fs, err := from.Findings(ctx, t)
+		if err != nil {
+			return fmt.Errorf("findings of %s: %w", t, err)
+		}
+		if len(fs) == 0 {
+			continue
+		}
+		if err := to.PutFindings(ctx, t, fs); err != nil {
+			return fmt.Errorf("findings of %s: %w", t, err)
+		}
+	}
 	return nil
 }
 
