@@ -236,26 +236,31 @@ func benchPass(b *testing.B, st analyzer.Store, now time.Time, baseline *analyze
 	// the kernel's high-water mark is reset (Linux: clear_refs 5).
 	debug.FreeOSMemory()
 	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
-	// One rule at a time, so that each one's time and peak heap are its own; the pass is their
-	// sum (a run of every rule at once does the same work, loading the model once more per rule
-	// here).
+	// By default one run of every rule, as the analyzer target runs them. With
+	// WHOCOULD_BENCH_RULES (a comma-separated list, or "each"), one run per rule, so that each
+	// one's time and peak heap are its own (each loads the model again).
 	b.ResetTimer()
 	var (
 		total    time.Duration
 		peak     uint64
 		findings int
 	)
-	only := os.Getenv("WHOCOULD_BENCH_RULES") // a comma-separated subset, for a closer look
-	for _, r := range analyzer.Rules {
-		if only != "" && !slices.Contains(strings.Split(only, ","), r.Name) {
-			continue
+	runs := [][]string{nil}
+	if only := os.Getenv("WHOCOULD_BENCH_RULES"); only != "" {
+		runs = nil
+		for _, r := range analyzer.Rules {
+			if only == "each" || slices.Contains(strings.Split(only, ","), r.Name) {
+				runs = append(runs, []string{r.Name})
+			}
 		}
+	}
+	for _, rules := range runs {
 		runtime.GC()
 		var res *analyzer.Result
 		start := time.Now()
 		p := heapPeak(func() {
 			var err error
-			if res, err = a.Run(context.Background(), analyzer.Options{Now: now, Rules: []string{r.Name}}); err != nil {
+			if res, err = a.Run(context.Background(), analyzer.Options{Now: now, Rules: rules}); err != nil {
 				b.Fatal(err)
 			}
 		})
@@ -263,8 +268,10 @@ func benchPass(b *testing.B, st analyzer.Store, now time.Time, baseline *analyze
 		total += took
 		peak = max(peak, p)
 		findings += len(res.Findings)
-		b.Logf("%-28s %7d findings  %6.1fs (rule %6.1fs)  heap peak %5d MB", r.Name, len(res.Findings), took.Seconds(),
-			res.Runs[0].Took.Seconds(), p>>20)
+		for _, r := range res.Runs {
+			b.Logf("%-28s %7d findings  %6.1fs", r.Rule, r.Found, r.Took.Seconds())
+		}
+		b.Logf("run of %v: %.1fs, heap peak %d MB", cmp.Or(strings.Join(rules, ","), "every rule"), took.Seconds(), p>>20)
 	}
 	b.StopTimer()
 	b.ReportMetric(total.Seconds(), "s/pass")
@@ -274,10 +281,12 @@ func benchPass(b *testing.B, st analyzer.Store, now time.Time, baseline *analyze
 	b.Logf("GOMEMLIMIT %s, GOGC %s; the resident peak counts the store (%s) and the model", os.Getenv("GOMEMLIMIT"), os.Getenv("GOGC"), fmt.Sprintf("%T", st))
 }
 
-// BenchmarkFullPass is a full pass of every rule over the organisation on the
-// embedded store (the store's own memory included in the RSS):
+// BenchmarkFullPass is a full pass of every rule over the organisation, on each store
+// (the clickhouse half needs WHOCOULD_CLICKHOUSE); the resident peak is the pass's, the
+// embedded store's own memory included:
 //
 //	go test -run '^$' -bench FullPass/embedded -benchtime 1x -timeout 60m ./analyzer
+//	WHOCOULD_BENCH_RULES=each ...        # one run per rule: each one's time and peak heap
 func BenchmarkFullPass(b *testing.B) {
 	b.Run("embedded", func(b *testing.B) {
 		changes, decisions, now, baseline := benchHistory(b)
