@@ -121,7 +121,7 @@ func checkPrivilegeCreep(ctx context.Context, in *Input) ([]finding.Finding, err
 		}
 	}
 	ps := make([]*pcPrincipal, len(active))
-	err := pcParallel(ctx, len(active), func(i int) (err error) {
+	err := parallel(ctx, len(active), func(i int) (err error) {
 		ps[i], err = r.judge(ctx, active[i])
 		return err
 	})
@@ -131,8 +131,9 @@ func checkPrivilegeCreep(ctx context.Context, in *Input) ([]finding.Finding, err
 	return r.findings(ctx, ps)
 }
 
-// pcParallel calls fn(0..n-1) on GOMAXPROCS goroutines, and returns the first error (or ctx's).
-func pcParallel(ctx context.Context, n int, fn func(i int) error) error {
+// parallel calls fn(0..n-1) on GOMAXPROCS goroutines (the rules that judge principal by
+// principal share it), and returns the first error (or ctx's).
+func parallel(ctx context.Context, n int, fn func(i int) error) error {
 	var (
 		wg   sync.WaitGroup
 		next = make(chan int)
@@ -394,7 +395,7 @@ func (r *pcRun) findings(ctx context.Context, ps []*pcPrincipal) ([]finding.Find
 		}
 	}
 	outs := make([][]finding.Finding, len(ps))
-	err := pcParallel(ctx, len(ps), func(i int) (err error) {
+	err := parallel(ctx, len(ps), func(i int) (err error) {
 		outs[i], err = r.judged(ctx, ps[i], peers)
 		return err
 	})

@@ -159,14 +159,14 @@ func checkShadowAccess(ctx context.Context, in *Input) ([]finding.Finding, error
 		}
 		uses[i] = us
 	}
-	var (
-		plans      []*tallyPlan
-		principals int
-	)
-	for a, d := uses[0], uses[1]; len(a) > 0 || len(d) > 0; principals++ {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
+	// The principals' uses, then their plans: one join each, on every core (the joins only
+	// read the model).
+	type group struct {
+		p    string
+		a, d []store.Use
+	}
+	var groups []group
+	for a, d := uses[0], uses[1]; len(a) > 0 || len(d) > 0; {
 		var p string
 		switch {
 		case len(d) == 0 || len(a) > 0 && a[0].Principal <= d[0].Principal:
@@ -181,10 +181,23 @@ func checkShadowAccess(ctx context.Context, in *Input) ([]finding.Finding, error
 		for nd < len(d) && d[nd].Principal == p {
 			nd++
 		}
-		if plan := shadowPlan(in, p, a[:na], d[:nd], now); plan != nil {
+		groups = append(groups, group{p, a[:na], d[:nd]})
+		a, d = a[na:], d[nd:]
+	}
+	principals := len(groups)
+	all := make([]*tallyPlan, len(groups))
+	in.Model.sharedParts() // made once, before the goroutines read it
+	if err := parallel(ctx, len(groups), func(i int) error {
+		all[i] = shadowPlan(in, groups[i].p, groups[i].a, groups[i].d, now)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	var plans []*tallyPlan
+	for _, plan := range all {
+		if plan != nil {
 			plans = append(plans, plan)
 		}
-		a, d = a[na:], d[nd:]
 	}
 	uses = [2][]store.Use{}
 	reads, err := readTallies(ctx, in, plans)

@@ -72,6 +72,10 @@ type tenant struct {
 	events    []archived
 	decisions []decision
 	sorted    bool // decisions are in event-time order
+	// usageOrder is usage's keys in order (nil: not made since a key was added); orderMu
+	// guards making it under s.mu held for reading.
+	usageOrder []keyedUse
+	orderMu    sync.Mutex
 	// byPrincipal indexes the sorted decisions by principal (nil: not built since the last
 	// change).
 	byPrincipal map[uint32][]int32
@@ -201,6 +205,7 @@ func (s *Store) addDecision(t *tenant, r *event.Record) {
 	u := t.usage[k]
 	if u == nil {
 		t.usage[k] = &use{first: d.time, last: d.time, count: 1}
+		t.usageOrder = nil
 		return
 	}
 	u.first, u.last, u.count = min(u.first, d.time), max(u.last, d.time), u.count+1
@@ -499,6 +504,9 @@ func (s *Store) totalUsage(q store.DecisionQuery) []store.Use {
 	if !ok1 || !ok2 || !ok3 {
 		return nil
 	}
+	if p == 0 && a == 0 && r == 0 {
+		return s.allUsage(t)
+	}
 	var kus []keyedUse
 	for k, u := range t.usage {
 		if (p == 0 || k.principal == p) && (a == 0 || k.action == a) && (r == 0 || k.resource == r) {
@@ -506,6 +514,29 @@ func (s *Store) totalUsage(q store.DecisionQuery) []store.Use {
 		}
 	}
 	return s.usesOut(kus)
+}
+
+// allUsage is every use of t, in order: the order is kept (usageOrder) until a decision adds a
+// new key, so that the analyzers' repeated reads of millions of uses do not sort them again.
+// Called with s.mu held for reading.
+func (s *Store) allUsage(t *tenant) []store.Use {
+	t.orderMu.Lock()
+	if t.usageOrder == nil {
+		kus := make([]keyedUse, 0, len(t.usage))
+		for k, u := range t.usage {
+			kus = append(kus, keyedUse{k, u})
+		}
+		s.rankUses(kus)
+		t.usageOrder = kus
+	}
+	kus := t.usageOrder
+	t.orderMu.Unlock()
+	out := make([]store.Use, len(kus))
+	for i, ku := range kus {
+		out[i] = store.Use{Principal: s.strs[ku.k.principal], Action: s.strs[ku.k.action], Resource: s.strs[ku.k.resource],
+			First: event.FromMicros(ku.u.first), Last: event.FromMicros(ku.u.last), Count: ku.u.count}
+	}
+	return out
 }
 
 type keyedUse struct {
@@ -517,6 +548,17 @@ type keyedUse struct {
 // ranked once and the uses sorted by rank, which is much cheaper than comparing strings for
 // millions of uses. Called with s.mu held.
 func (s *Store) usesOut(kus []keyedUse) []store.Use {
+	s.rankUses(kus)
+	out := make([]store.Use, len(kus))
+	for i, ku := range kus {
+		out[i] = store.Use{Principal: s.strs[ku.k.principal], Action: s.strs[ku.k.action], Resource: s.strs[ku.k.resource],
+			First: event.FromMicros(ku.u.first), Last: event.FromMicros(ku.u.last), Count: ku.u.count}
+	}
+	return out
+}
+
+// rankUses sorts kus by principal, action and resource (see usesOut).
+func (s *Store) rankUses(kus []keyedUse) {
 	rank := map[uint32]int32{}
 	for _, ku := range kus {
 		rank[ku.k.principal], rank[ku.k.action], rank[ku.k.resource] = 0, 0, 0
@@ -537,13 +579,11 @@ func (s *Store) usesOut(kus []keyedUse) []store.Use {
 	slices.SortFunc(rs, func(x, y ranked) int {
 		return cmp.Or(cmp.Compare(x.p, y.p), cmp.Compare(x.a, y.a), cmp.Compare(x.r, y.r))
 	})
-	out := make([]store.Use, len(rs))
+	sorted := make([]keyedUse, len(rs))
 	for j, r := range rs {
-		ku := kus[r.i]
-		out[j] = store.Use{Principal: s.strs[ku.k.principal], Action: s.strs[ku.k.action], Resource: s.strs[ku.k.resource],
-			First: event.FromMicros(ku.u.first), Last: event.FromMicros(ku.u.last), Count: ku.u.count}
+		sorted[j] = kus[r.i]
 	}
-	return out
+	copy(kus, sorted)
 }
 
 // Events implements store.Reader.
