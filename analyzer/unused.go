@@ -37,6 +37,11 @@ import (
 // membership chains per principal and inclusion chains per role, which only a structure built to
 // multiply chains reaches).
 //
+// Admin rights are used by changes rather than decisions: a change event's actor used, at the
+// change's time, each admin action its type asks of it (unauthorised_change.checks, the same
+// checks the unauthorised-change rule judges by) on the check's resource — so the grant that
+// let an IT admin add members counts as used by the memberships it added.
+//
 // Approximations, both on the side of "used": a use is an aggregate (first, last, count), so when
 // a path held over only part of [first, last] the rule counts the grant as used if that part
 // overlaps [first, last] (it never calls a grant unused that may have been used), and the last
@@ -164,6 +169,11 @@ func checkUnusedGrant(ctx context.Context, in *Input) ([]finding.Finding, error)
 			uses = append(uses, ugUseRange{u.Principal, u.Action, u.Resource, first, min(last, r.start-1), last < r.start, false})
 		}
 	}
+	admin, err := adminUses(in, r.start, r.now)
+	if err != nil {
+		return nil, fmt.Errorf("unused grants: %w", err)
+	}
+	uses = append(uses, admin...)
 	if err := r.attributeAll(ctx, uses); err != nil {
 		return nil, err
 	}
@@ -665,4 +675,35 @@ func (r *ugReached) count(subject string) int {
 	}
 	r.counts[subject] = n
 	return n
+}
+
+// adminUses are the admin actions the change events' actors used (see the top of the file),
+// before now; those from start on are in the window.
+func adminUses(in *Input, start, now int64) ([]ugUseRange, error) {
+	checks, err := adminChecks(in.Config)
+	if err != nil {
+		return nil, err
+	}
+	var out []ugUseRange
+	for i := range in.Model.Events {
+		ev := &in.Model.Events[i]
+		t := event.Micros(ev.Time)
+		if !ev.Type.IsChange() || ev.Data.Actor == "" || t >= now {
+			continue
+		}
+		for _, c := range checks[ev.Type] {
+			action, ok1, err := expand(c.Action, &ev.Data)
+			if err != nil {
+				return nil, err
+			}
+			resource, ok2, err := expand(c.Resource, &ev.Data)
+			if err != nil {
+				return nil, err
+			}
+			if ok1 && ok2 {
+				out = append(out, ugUseRange{ev.Data.Actor, action, resource, t, t, true, t >= start})
+			}
+		}
+	}
+	return out, nil
 }
