@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/whocould/whocould/event"
@@ -37,12 +38,21 @@ type Model struct {
 	Graph *graph.Graph
 	// Events are the change and approval events, in event-time order (event.Order).
 	Events []event.Record
-	// Approvals are the approval requests, by request id, answers in event-time order.
-	Approvals map[string]*store.Approval
 	// Position is the store's position the model was loaded at.
 	Position uint64
 
-	parts parts // see Paths
+	parts     parts // see Paths
+	approvals struct {
+		once sync.Once
+		idx  map[string]*approvalRecords
+	}
+}
+
+// approvalIndex is the approval events and the changes citing them, by request (indexApprovals),
+// made once per model.
+func (m *Model) approvalIndex() map[string]*approvalRecords {
+	m.approvals.once.Do(func() { m.approvals.idx = indexApprovals(m.Events) })
+	return m.approvals.idx
 }
 
 // Load builds tenant's model from st.
@@ -51,7 +61,7 @@ func Load(ctx context.Context, st store.Reader, tenant string) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", tenant, err)
 	}
-	m := &Model{Tenant: tenant, Graph: graph.New(), Approvals: map[string]*store.Approval{}, Position: pos}
+	m := &Model{Tenant: tenant, Graph: graph.New(), Position: pos}
 	var batch []event.Record
 	err = st.Events(ctx, tenant, func(r event.Record) error {
 		if r.Position > pos {
@@ -81,30 +91,7 @@ func Load(ctx context.Context, st store.Reader, tenant string) (*Model, error) {
 		}
 		return 0
 	})
-	for i := range m.Events {
-		r := &m.Events[i]
-		d := &r.Data
-		switch r.Type {
-		case event.ApprovalRequested:
-			a := m.approval(d.Request)
-			t := r.Time.UTC()
-			a.Requester, a.Requested, a.Change, a.Reason = d.Requester, &t, d.Change, d.Reason
-		case event.ApprovalGranted, event.ApprovalRejected:
-			a := m.approval(d.Request)
-			a.Answers = append(a.Answers, store.ApprovalAnswer{Approver: d.Approver, Granted: r.Type == event.ApprovalGranted,
-				Reason: d.Reason, Time: r.Time.UTC()})
-		}
-	}
 	return m, nil
-}
-
-func (m *Model) approval(req string) *store.Approval {
-	a := m.Approvals[req]
-	if a == nil {
-		a = &store.Approval{Tenant: m.Tenant, Request: req, Answers: []store.ApprovalAnswer{}}
-		m.Approvals[req] = a
-	}
-	return a
 }
 
 // Input is what a rule is given.
@@ -288,7 +275,6 @@ func (a *Analyzer) Run(ctx context.Context, opts Options) (*Result, error) {
 			case f.Status == finding.Resolved && prev.Status != finding.Resolved:
 				run.Resolved++
 			}
-			known[f.ID] = f
 		}
 		if err := a.Store.PutFindings(ctx, tenant, changed); err != nil {
 			return res, fmt.Errorf("analyze %s: %w", tenant, err)

@@ -52,7 +52,7 @@ func checkMissingApproval(ctx context.Context, in *Input) ([]finding.Finding, er
 	if priv.none() {
 		return nil, nil
 	}
-	approvals := indexApprovals(in.Model.Events)
+	approvals := in.Model.approvalIndex()
 	x := newExplainer(in)
 	signedOff := int64(math.MinInt64)
 	if b := in.Config.baseline; b != nil && b.SignedOff != nil && (b.Tenant == "" || b.Tenant == in.Tenant) {
@@ -370,10 +370,6 @@ func (p *privileges) group(group string, t int64) (string, bool) {
 
 // holdsAt reports whether one of spans holds at t.
 func holdsAt(spans []graph.GrantSpan, t int64) bool {
-	for _, s := range spans {
-		if s.From <= t && t < s.To {
-			return true
-		}
-	}
-	return false
+	_, ok := heldAt(spans, t)
+	return ok
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/whocould/whocould/event"
 	"github.com/whocould/whocould/finding"
 	"github.com/whocould/whocould/graph"
-	"github.com/whocould/whocould/store"
 )
 
 func TestExpand(t *testing.T) {
@@ -122,7 +121,7 @@ func changeHistory(users, grants int) []event.Record {
 }
 
 func changeModel(recs []event.Record) *Model {
-	m := &Model{Tenant: "default", Graph: graph.New(), Approvals: map[string]*store.Approval{}}
+	m := &Model{Tenant: "default", Graph: graph.New()}
 	var changes []event.Record
 	for _, r := range recs {
 		if r.Type.IsChange() {

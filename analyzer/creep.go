@@ -42,7 +42,7 @@ import (
 // current hold on the entitlement began (the stretch around Now over which one of its paths
 // held while it was active).
 //
-// Entitlements are asked of the graph as keys without paths (graph.EntitlementKeys, which is
+// Entitlements are asked of the graph as keys without paths (graph.EntitlementIDs, which is
 // what-could without its costly part): once per active principal at Now (kept as interned ids,
 // shared by the three kinds and the peer counts), once at Now−Window when it could have grown
 // enough, and once per move past its grace; the principals are judged in parallel. Paths are
@@ -110,13 +110,13 @@ func checkPrivilegeCreep(ctx context.Context, in *Input) ([]finding.Finding, err
 			return
 		}
 		r.leaves[rs.B] = append(r.leaves[rs.B], rs)
-		if slices.ContainsFunc(rs.Spans, func(s graph.GrantSpan) bool { return s.From <= r.now && r.now < s.To }) {
+		if holdsAt(rs.Spans, r.now) {
 			r.groupAt[rs.B] = append(r.groupAt[rs.B], rs.A)
 		}
 	}, graph.Membership)
 	var active []string
 	for _, p := range r.g.Principals() {
-		if pcActiveAt(r.g, p, r.now) {
+		if activeAt(r.g, p, r.now) {
 			active = append(active, p)
 		}
 	}
@@ -169,8 +169,8 @@ func parallel(ctx context.Context, n int, fn func(i int) error) error {
 	return nil
 }
 
-// pcActiveAt reports whether principal p is active at t.
-func pcActiveAt(g *graph.Graph, p string, t int64) bool {
+// activeAt reports whether principal p is active at t.
+func activeAt(g *graph.Graph, p string, t int64) bool {
 	return slices.ContainsFunc(g.StatusSpans(p, nil), func(s graph.StatusSpan) bool {
 		return s.Status == access.StatusActive && s.From <= t && t < s.To
 	})
@@ -287,7 +287,7 @@ func (r *pcRun) judge(ctx context.Context, p string) (*pcPrincipal, error) {
 	}
 	left := map[int64][]string{} // when → the groups left then
 	for _, rs := range r.leaves[p] {
-		if slices.ContainsFunc(rs.Spans, func(s graph.GrantSpan) bool { return s.From <= r.now && r.now < s.To }) {
+		if holdsAt(rs.Spans, r.now) {
 			continue // a member again
 		}
 		for i, s := range rs.Spans {
@@ -506,8 +506,8 @@ func (r *pcRun) growth(p *pcPrincipal, gained []pcEnt, paths map[pcEnt][]access.
 	f.Details = map[string]any{"before": p.before, "after": p.after, "growth": grew, "window_days": cfg.Window.D().Hours() / 24,
 		"gained": len(p.gained)}
 	f.Evidence = append(f.Evidence, finding.Evidence{Kind: "measure", Time: finding.Time(from), Until: finding.Time(in.Now),
-		Text: fmt.Sprintf("%s could use %d entitlement(s) at %s and %d at %s; %d of those now are new", p.name, p.before, ugStamp(from),
-			p.after, ugStamp(in.Now), len(p.gained))})
+		Text: fmt.Sprintf("%s could use %d entitlement(s) at %s and %d at %s; %d of those now are new", p.name, p.before, stamp(from),
+			p.after, stamp(in.Now), len(p.gained))})
 	for _, g := range gained {
 		ps := paths[g]
 		if len(ps) == 0 {
@@ -517,7 +517,7 @@ func (r *pcRun) growth(p *pcPrincipal, gained []pcEnt, paths map[pcEnt][]access.
 		f.Evidence = append(f.Evidence, finding.Evidence{Kind: "path", Path: ownPath(path),
 			Text: fmt.Sprintf("gained %s on %s through %s", g.action, g.resource, path.String())})
 		if e := r.addedBy(p.name, path, event.Micros(from), r.now); e != nil {
-			f.Evidence = append(f.Evidence, finding.Evidence{Kind: "event", Time: finding.Time(e.Time), Event: ugEventRef(e),
+			f.Evidence = append(f.Evidence, finding.Evidence{Kind: "event", Time: finding.Time(e.Time), Event: eventRef(e),
 				Text: fmt.Sprintf("%s (event %s/%s) completed that path", pcDescribe(e), e.Source, e.ID)})
 		}
 	}
@@ -533,13 +533,13 @@ func (r *pcRun) kept(p *pcPrincipal, k pcKept, paths map[pcEnt][]access.Path) fi
 	in, cfg, m := r.in, r.cfg, k.m
 	at := event.FromMicros(m.at)
 	key := "kept-after-move\x00" + p.name
-	details := map[string]any{"moved_at": ugStamp(at), "kept": k.n, "grace_days": cfg.Grace.D().Hours() / 24}
+	details := map[string]any{"moved_at": stamp(at), "kept": k.n, "grace_days": cfg.Grace.D().Hours() / 24}
 	var move string
 	var ev *event.Record
 	if m.group != "" {
 		key += "\x00group\x00" + m.group
 		details["move"], details["group"] = "group", m.group
-		move = fmt.Sprintf("left %s on %s", m.group, ugStamp(at))
+		move = fmt.Sprintf("left %s on %s", m.group, stamp(at))
 		ev = r.removed(m.group, p.name, m.at)
 	} else {
 		key += "\x00attributes\x00" + strings.Join(m.attrs, ",")
@@ -548,7 +548,7 @@ func (r *pcRun) kept(p *pcPrincipal, k pcKept, paths map[pcEnt][]access.Path) fi
 		for _, a := range m.attrs {
 			ch = append(ch, fmt.Sprintf("%s %s → %s", a, m.from[a], cmp.Or(m.to[a], `""`)))
 		}
-		move = fmt.Sprintf("moved on %s (%s)", ugStamp(at), strings.Join(ch, ", "))
+		move = fmt.Sprintf("moved on %s (%s)", stamp(at), strings.Join(ch, ", "))
 		ev = r.updated(p.name, m.at, m.attrs)
 	}
 	key += "\x00" + strconv.FormatInt(m.at, 10)
@@ -559,11 +559,11 @@ func (r *pcRun) kept(p *pcPrincipal, k pcKept, paths map[pcEnt][]access.Path) fi
 	f.Summary = fmt.Sprintf("%s %s and still holds %d entitlement(s) it held before, past the %s grace period.", p.name, move, k.n,
 		cfg.Grace)
 	if ev != nil {
-		f.Evidence = append(f.Evidence, finding.Evidence{Kind: "event", Time: finding.Time(ev.Time), Event: ugEventRef(ev),
+		f.Evidence = append(f.Evidence, finding.Evidence{Kind: "event", Time: finding.Time(ev.Time), Event: eventRef(ev),
 			Text: fmt.Sprintf("%s (event %s/%s)", pcDescribe(ev), ev.Source, ev.ID)})
 	}
 	f.Evidence = append(f.Evidence, finding.Evidence{Kind: "measure", Time: finding.Time(at), Until: finding.Time(in.Now),
-		Text: fmt.Sprintf("held just before %s and still at %s: %d entitlement(s)%s", ugStamp(at), ugStamp(in.Now), k.n, k.peerNote)})
+		Text: fmt.Sprintf("held just before %s and still at %s: %d entitlement(s)%s", stamp(at), stamp(in.Now), k.n, k.peerNote)})
 	for i, e := range k.listed {
 		if i == pcMaxListed {
 			break
@@ -630,12 +630,7 @@ type pcHeld struct {
 
 func newPCHeld(r *pcRun, p string) *pcHeld {
 	h := &pcHeld{r: r, p: p, chains: map[string][]Span{}, tails: map[string][]graph.TailSpan{}}
-	for _, s := range r.g.StatusSpans(p, nil) {
-		if s.Status == access.StatusActive {
-			h.active = append(h.active, Span{s.From, s.To})
-		}
-	}
-	h.active = mergeSpans(h.active)
+	h.active = activeSpans(r.g.StatusSpans(p, nil))
 	for _, c := range r.g.Chains(p, nil) {
 		k := strings.Join(c.Groups, "\x00")
 		h.chains[k] = append(h.chains[k], Span{c.From, c.To})
@@ -790,5 +785,5 @@ func pcDescribe(e *event.Record) string {
 	default:
 		what = string(e.Type)
 	}
-	return fmt.Sprintf("%s at %s: %s", e.Type, ugStamp(e.Time), what)
+	return fmt.Sprintf("%s at %s: %s", e.Type, stamp(e.Time), what)
 }

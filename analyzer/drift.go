@@ -462,7 +462,7 @@ func (d *drift) attachEvents() {
 				}
 				f := &d.out[w.f]
 				f.Evidence = append(f.Evidence, finding.Evidence{Kind: "event", Time: finding.Time(r.Time), Text: eventText(r, w.text(r)),
-					Event: &finding.EventRef{Source: r.Source, ID: r.ID, Type: string(r.Type), Position: r.Position}})
+					Event: eventRef(r)})
 			}
 		}
 	}

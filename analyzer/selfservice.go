@@ -171,7 +171,7 @@ func untilText(to int64) string {
 // ownApprovals are the findings about approvals granted by their own requester, in the order of
 // those answers.
 func ownApprovals(in *Input) []finding.Finding {
-	idx := indexApprovals(in.Model.Events)
+	idx := in.Model.approvalIndex()
 	var out []finding.Finding
 	for _, a := range idx {
 		requester := a.requester()

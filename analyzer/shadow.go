@@ -89,13 +89,8 @@ type entitlementKey struct{ action, resource string }
 // principals, and building, keying and sorting the paths costs several times the join.
 func couldEach(m *Model, principal string, keys []entitlementKey) [][]Span {
 	out := make([][]Span, len(keys))
-	var active []Span
-	for _, s := range m.Graph.StatusSpans(principal, nil) {
-		if s.Status == access.StatusActive {
-			active = append(active, Span{s.From, s.To})
-		}
-	}
-	if active = mergeSpans(active); len(active) == 0 {
+	active := activeSpans(m.Graph.StatusSpans(principal, nil))
+	if len(active) == 0 {
 		return out
 	}
 	// The keys by each resource whose grants would cover theirs.

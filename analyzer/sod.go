@@ -44,12 +44,7 @@ func checkSeparationOfDuties(ctx context.Context, in *Input) ([]finding.Finding,
 		return nil, nil
 	}
 	s := newSoDState(in.Model.Graph, event.Micros(in.Now))
-	type job struct {
-		pair SoDPair
-		// candidates could ever reach both actions (an over-approximation).
-		candidates map[string]bool
-	}
-	jobs := make([]job, 0, len(pairs))
+	jobs := make([]SoDPair, 0, len(pairs)) // with their scope filled in
 	byPrincipal := map[string][]int{}
 	for i, p := range pairs {
 		// The pair's name identifies its findings.
@@ -62,7 +57,7 @@ func checkSeparationOfDuties(ctx context.Context, in *Input) ([]finding.Finding,
 		scope := cmp.Or(p.Resource, "*")
 		p.Resource = scope
 		c := s.candidates(p.Actions[0], p.Actions[1], scope)
-		jobs = append(jobs, job{p, c})
+		jobs = append(jobs, p)
 		for pr := range c {
 			byPrincipal[pr] = append(byPrincipal[pr], i)
 		}
@@ -79,7 +74,7 @@ func checkSeparationOfDuties(ctx context.Context, in *Input) ([]finding.Finding,
 		}
 		pv := s.principal(p)
 		for _, ji := range byPrincipal[p] {
-			pair := jobs[ji].pair
+			pair := jobs[ji]
 			ivs := s.violations(pv, pair.Actions[0], pair.Actions[1], pair.Resource)
 			if len(ivs) == 0 {
 				continue

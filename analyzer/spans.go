@@ -23,7 +23,6 @@ import (
 type parts struct {
 	once sync.Once
 	p    *spans.Parts
-	mu   sync.Mutex // guards p's per-principal maps
 }
 
 func (m *Model) sharedParts() *spans.Parts {
@@ -55,23 +54,21 @@ func (m *Model) sharedParts() *spans.Parts {
 // resource) wanted. Safe for concurrent use.
 func (m *Model) Paths(p string, keep func(action, resource string) bool) spans.Principal {
 	shared := m.sharedParts()
-	chains, status := m.Graph.Chains(p, nil), m.Graph.StatusSpans(p, nil)
-	m.parts.mu.Lock()
-	defer m.parts.mu.Unlock()
-	shared.Chains[p], shared.Status[p] = chains, status
-	out := shared.Principal(p, keep)
-	delete(shared.Chains, p)
-	delete(shared.Status, p)
-	return out
+	mine := &spans.Parts{Grants: shared.Grants, Tails: shared.Tails,
+		Chains: map[string][]graph.ChainSpan{p: m.Graph.Chains(p, nil)}, Status: map[string][]graph.StatusSpan{p: m.Graph.StatusSpans(p, nil)}}
+	return mine.Principal(p, keep)
 }
 
 // Span is a stretch of time [From, To) in Unix microseconds (To graph.Forever: still holds).
 type Span struct{ From, To int64 }
 
 // ActiveSpans is when the principal was active.
-func ActiveSpans(p spans.Principal) []Span {
+func ActiveSpans(p spans.Principal) []Span { return activeSpans(p.Status) }
+
+// activeSpans is the stretches of ss (a principal's status) in which it was active, merged.
+func activeSpans(ss []graph.StatusSpan) []Span {
 	var out []Span
-	for _, s := range p.Status {
+	for _, s := range ss {
 		if s.Status == access.StatusActive {
 			out = append(out, Span{s.From, s.To})
 		}

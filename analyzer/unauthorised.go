@@ -65,7 +65,7 @@ func checkUnauthorisedChange(ctx context.Context, in *Input) ([]finding.Finding,
 			if err != nil {
 				return nil, fmt.Errorf("unauthorised-change: %w", err)
 			}
-			if !v.allowed {
+			if v.kind != "" {
 				failed = append(failed, v)
 			}
 		}
@@ -109,8 +109,7 @@ func adminChecks(c *Config) (map[event.Type][]AdminCheck, error) {
 // verdict is whether a change's actor could do one admin action.
 type verdict struct {
 	action, resource string
-	allowed          bool
-	// kind is why not: "not-allowed", "self-authorised" or "inactive-actor".
+	// kind is why not: "not-allowed", "self-authorised" or "inactive-actor"; "" when allowed.
 	kind string
 	// ex is the answer at the change's time.
 	ex access.Explain
@@ -140,7 +139,6 @@ func authorise(ctx context.Context, x *explainer, r *event.Record, action, resou
 	}
 	if ex.Could {
 		if ex.PathsTruncated || !slices.Contains(addsAccess, r.Type) {
-			v.allowed = true
 			return v, nil
 		}
 		for _, p := range ex.Paths {
@@ -149,7 +147,6 @@ func authorise(ctx context.Context, x *explainer, r *event.Record, action, resou
 			}
 		}
 		if len(v.own) < len(ex.Paths) {
-			v.allowed = true
 			return v, nil
 		}
 		// Every path relies on what the change did: one that held just before counts.
@@ -160,7 +157,6 @@ func authorise(ctx context.Context, x *explainer, r *event.Record, action, resou
 		if b.Could && slices.ContainsFunc(b.Paths, func(p access.Path) bool {
 			return slices.ContainsFunc(v.own, func(q access.Path) bool { return access.ComparePaths(p, q) == 0 })
 		}) {
-			v.allowed = true
 			return v, nil
 		}
 		v.kind = "self-authorised"
@@ -173,7 +169,6 @@ func authorise(ctx context.Context, x *explainer, r *event.Record, action, resou
 			return v, err
 		}
 		if b.Could && slices.ContainsFunc(b.Paths, func(p access.Path) bool { return uses(r, p) }) {
-			v.allowed = true
 			return v, nil
 		}
 	}

@@ -86,7 +86,7 @@ func (x *ugUse) text() string {
 	if !x.exact {
 		when = "at or before" // within an aggregate's [first, last] whose last was not on the path
 	}
-	return fmt.Sprintf("last used %s %s: %s did %s on %s through it", when, ugStamp(event.FromMicros(x.at)), x.u.principal,
+	return fmt.Sprintf("last used %s %s: %s did %s on %s through it", when, stamp(event.FromMicros(x.at)), x.u.principal,
 		x.u.action, x.u.resource)
 }
 
@@ -305,13 +305,7 @@ func (ro *ugRole) patternsAt(t int64) []string {
 // attribute credits principal's uses, in the window and before it, to the judged grants that
 // were on its paths when it used them.
 func (r *ugRun) attribute(principal string, uses []ugUseRange) {
-	var active []Span
-	for _, s := range r.g.StatusSpans(principal, nil) {
-		if s.Status == access.StatusActive {
-			active = append(active, Span{s.From, s.To})
-		}
-	}
-	active = mergeSpans(active)
+	active := activeSpans(r.g.StatusSpans(principal, nil))
 	if len(active) == 0 {
 		return
 	}
@@ -449,17 +443,17 @@ func (r *ugRun) findings(ctx context.Context) ([]finding.Finding, error) {
 		}
 		f.Action, f.Resource = g.action, g.resource
 		reached := reach.count(g.subject)
-		f.Details = map[string]any{"window_days": days, "granted_at": ugStamp(grantedAt), "principals": reached}
+		f.Details = map[string]any{"window_days": days, "granted_at": stamp(grantedAt), "principals": reached}
 		addEv := adds[ugAddKey(g.subject, g.role, g.action, g.resource, g.start)]
 		evidence := func() {
 			if addEv != nil {
 				f.Evidence = append(f.Evidence, finding.Evidence{Kind: "event", Time: finding.Time(addEv.Time),
-					Text: fmt.Sprintf("%s at %s gave %s %s on %s (event %s/%s)", addEv.Type, ugStamp(addEv.Time), g.subject,
+					Text: fmt.Sprintf("%s at %s gave %s %s on %s (event %s/%s)", addEv.Type, stamp(addEv.Time), g.subject,
 						g.what(), g.resource, addEv.Source, addEv.ID),
-					Event: ugEventRef(addEv)})
+					Event: eventRef(addEv)})
 			} else {
 				f.Evidence = append(f.Evidence, finding.Evidence{Kind: "interval", Time: finding.Time(grantedAt),
-					Text: fmt.Sprintf("%s has held without a break since %s", g.ref().String(), ugStamp(grantedAt))})
+					Text: fmt.Sprintf("%s has held without a break since %s", g.ref().String(), stamp(grantedAt))})
 			}
 			if event.KindOf(g.subject) != event.KindPrincipal {
 				f.Evidence = append(f.Evidence, finding.Evidence{Kind: "measure",
@@ -468,22 +462,22 @@ func (r *ugRun) findings(ctx context.Context) ([]finding.Finding, error) {
 		}
 		if kind == "unused" {
 			f.Since = grantedAt
-			last := "it has not been used since it was granted on " + ugStamp(grantedAt)
+			last := "it has not been used since it was granted on " + stamp(grantedAt)
 			if u := g.lastBefore; u.at != 0 {
 				lu := event.FromMicros(u.at)
 				f.Since = event.FromMicros(max(g.start, u.at))
-				f.Details["last_used"], f.Details["last_used_exact"] = ugStamp(lu), u.exact
-				last = "last used " + ugStamp(lu)
+				f.Details["last_used"], f.Details["last_used_exact"] = stamp(lu), u.exact
+				last = "last used " + stamp(lu)
 				if !u.exact {
-					last = "last used no later than " + ugStamp(lu)
+					last = "last used no later than " + stamp(lu)
 				}
 			}
 			f.Summary = fmt.Sprintf("%s was not used by any allowed decision in the last %s (%s).", g.ref().String(), window, last)
 			evidence()
 			f.Evidence = append(f.Evidence, finding.Evidence{Kind: "interval", Time: finding.Time(event.FromMicros(r.start)),
 				Until: finding.Time(in.Now),
-				Text: fmt.Sprintf("no allowed decision between %s and %s went through %s", ugStamp(event.FromMicros(r.start)),
-					ugStamp(in.Now), g.ref().String())})
+				Text: fmt.Sprintf("no allowed decision between %s and %s went through %s", stamp(event.FromMicros(r.start)),
+					stamp(in.Now), g.ref().String())})
 			if u := g.lastBefore; u.at != 0 {
 				f.Evidence = append(f.Evidence, finding.Evidence{Kind: "decision", Time: finding.Time(event.FromMicros(u.at)), Text: u.text()})
 			}
@@ -500,7 +494,7 @@ func (r *ugRun) findings(ctx context.Context) ([]finding.Finding, error) {
 		f.Details["used_permissions"] = used
 		f.Details["unused_permissions"] = unused
 		f.Details["used_actions"] = actions
-		f.Details["last_used"], f.Details["last_used_exact"] = ugStamp(event.FromMicros(g.lastIn.at)), g.lastIn.exact
+		f.Details["last_used"], f.Details["last_used_exact"] = stamp(event.FromMicros(g.lastIn.at)), g.lastIn.exact
 		if sizes == nil {
 			sizes = r.roleSizes()
 		}
@@ -526,7 +520,7 @@ func (r *ugRun) findings(ctx context.Context) ([]finding.Finding, error) {
 		f.Evidence = append(f.Evidence, finding.Evidence{Kind: "measure", Time: finding.Time(event.FromMicros(r.start)),
 			Until: finding.Time(in.Now),
 			Text: fmt.Sprintf("between %s and %s, allowed decisions used %s of %s (actions %s); never %s",
-				ugStamp(event.FromMicros(r.start)), ugStamp(in.Now), strings.Join(used, ", "), g.role, strings.Join(actions, ", "),
+				stamp(event.FromMicros(r.start)), stamp(in.Now), strings.Join(used, ", "), g.role, strings.Join(actions, ", "),
 				strings.Join(unused, ", "))})
 		if u := g.lastIn; u.at != 0 {
 			f.Evidence = append(f.Evidence, finding.Evidence{Kind: "decision", Time: finding.Time(event.FromMicros(u.at)), Text: u.text()})
@@ -602,14 +596,6 @@ func ugSorted(m map[string]bool) []string {
 	return out
 }
 
-// ugStamp writes t as the findings do: RFC 3339 in UTC.
-func ugStamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
-
-// ugEventRef names record r.
-func ugEventRef(r *event.Record) *finding.EventRef {
-	return &finding.EventRef{Source: r.Source, ID: r.ID, Type: string(r.Type), Position: r.Position}
-}
-
 // ugReached counts, per subject, the active principals a grant to it reaches at a time.
 type ugReached struct {
 	g       *graph.Graph
@@ -624,7 +610,7 @@ func ugReach(g *graph.Graph, t time.Time) *ugReached {
 	at := event.Micros(t)
 	r := &ugReached{g: g, at: at, members: map[string][]string{}, active: map[string]bool{}, counts: map[string]int{}}
 	g.Relations(nil, func(rs graph.RelationSpans) {
-		if slices.ContainsFunc(rs.Spans, func(s graph.GrantSpan) bool { return s.From <= at && at < s.To }) {
+		if holdsAt(rs.Spans, at) {
 			r.members[rs.A] = append(r.members[rs.A], rs.B)
 		}
 	}, graph.Membership)
@@ -634,9 +620,7 @@ func ugReach(g *graph.Graph, t time.Time) *ugReached {
 func (r *ugReached) isActive(p string) bool {
 	a, ok := r.active[p]
 	if !ok {
-		a = slices.ContainsFunc(r.g.StatusSpans(p, nil), func(s graph.StatusSpan) bool {
-			return s.Status == access.StatusActive && s.From <= r.at && r.at < s.To
-		})
+		a = activeAt(r.g, p, r.at)
 		r.active[p] = a
 	}
 	return a
@@ -692,14 +676,9 @@ func adminUses(in *Input, start, now int64) ([]ugUseRange, error) {
 			continue
 		}
 		for _, c := range checks[ev.Type] {
-			action, ok1, err := expand(c.Action, &ev.Data)
-			if err != nil {
-				return nil, err
-			}
-			resource, ok2, err := expand(c.Resource, &ev.Data)
-			if err != nil {
-				return nil, err
-			}
+			// adminChecks has checked the templates: expanding them cannot fail.
+			action, ok1, _ := expand(c.Action, &ev.Data)
+			resource, ok2, _ := expand(c.Resource, &ev.Data)
 			if ok1 && ok2 {
 				out = append(out, ugUseRange{ev.Data.Actor, action, resource, t, t, true, t >= start})
 			}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -350,7 +351,7 @@ func printFinding(w io.Writer, f finding.Finding) {
 	row("last seen", fmtTime(f.LastSeen))
 	if len(f.Details) > 0 {
 		fmt.Fprintln(w, "\ndetails:")
-		for _, k := range sortedKeys(f.Details) {
+		for _, k := range slices.Sorted(maps.Keys(f.Details)) {
 			fmt.Fprintf(w, "  %s: %v\n", k, f.Details[k])
 		}
 	}
@@ -373,15 +374,6 @@ func printFinding(w io.Writer, f finding.Finding) {
 		}
 		fmt.Fprintf(w, "  %s  %s%s%s\n", fmtTime(h.At), h.Status, by, reason)
 	}
-}
-
-func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // remoteFindings asks a running whocould's API.
@@ -445,26 +437,17 @@ func (r remoteFindings) path(tenant, id, verb string) string {
 
 func (r remoteFindings) Get(ctx context.Context, tenant, id string) (f finding.Finding, err error) {
 	err = r.c.do(ctx, http.MethodGet, r.path(tenant, id, ""), "", nil, http.StatusOK, &f)
-	return f, remoteNotFound(err)
+	return f, err
 }
 
 func (r remoteFindings) Acknowledge(ctx context.Context, tenant, id, _, reason string) (f finding.Finding, err error) {
 	body, _ := json.Marshal(map[string]any{"reason": reason})
 	err = r.c.do(ctx, http.MethodPost, r.path(tenant, id, "/ack"), "application/json", body, http.StatusOK, &f)
-	return f, remoteNotFound(err)
+	return f, err
 }
 
 func (r remoteFindings) Suppress(ctx context.Context, tenant, id, _, reason string, until *time.Time) (f finding.Finding, err error) {
 	body, _ := json.Marshal(map[string]any{"reason": reason, "until": until})
 	err = r.c.do(ctx, http.MethodPost, r.path(tenant, id, "/suppress"), "application/json", body, http.StatusOK, &f)
-	return f, remoteNotFound(err)
-}
-
-// remoteNotFound keeps a 404 a usage error that says so.
-func remoteNotFound(err error) error {
-	var ae *apiError
-	if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
-		return usageError{fmt.Errorf("%s: %w", ae.Msg, store.ErrNotFound)}
-	}
-	return err
+	return f, err
 }

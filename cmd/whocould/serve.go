@@ -282,8 +282,8 @@ func runServe(ctx context.Context, cfg serveConfig, logger *slog.Logger, hooks s
 	return runErr
 }
 
-// analyzerSchedule is the analyzer target's scheduler: one job, "analyze", running every rule
-// over every tenant at cfg.Analyzer.Schedule, one run at a time, each bounded by its timeout.
+// analyzerSchedule is the analyzer target's scheduler: one job, "analyze", running the rules
+// (analyzer.rules, default every rule) over every tenant at cfg.Analyzer.Schedule, one run at a time, each bounded by its timeout.
 func analyzerSchedule(cfg serveConfig, svc *analyzer.Service, logger *slog.Logger, reg prometheus.Registerer) (*schedule.Scheduler, error) {
 	sched, err := schedule.New(schedule.Config{Logger: logger, Registry: reg})
 	if err != nil {

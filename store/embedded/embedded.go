@@ -303,7 +303,7 @@ func (s *Store) sortDecisions(t *tenant) {
 // selected calls fn, under s.mu (held for writing: sorting and indexing may write), with each
 // decision q selects, in event-time order: a principal's decisions through its index, a time
 // range by binary search.
-func (s *Store) selected(t *tenant, q store.DecisionQuery, fn func(d *decision) bool) {
+func (s *Store) selected(t *tenant, q store.DecisionQuery, after uint64, fn func(d *decision) bool) {
 	s.sortDecisions(t)
 	from, to := int64(math.MinInt64), int64(math.MaxInt64)
 	if !q.From.IsZero() {
@@ -312,21 +312,13 @@ func (s *Store) selected(t *tenant, q store.DecisionQuery, fn func(d *decision) 
 	if !q.To.IsZero() {
 		to = event.Micros(q.To)
 	}
-	want := func(str string) (uint32, bool) {
-		if str == "" {
-			return 0, true
-		}
-		id, ok := s.strIDs[str]
-		return id, ok && id != 0
-	}
-	p, ok1 := want(q.Principal)
-	a, ok2 := want(q.Action)
-	r, ok3 := want(q.Resource)
-	if !ok1 || !ok2 || !ok3 || (q.Effect != "" && q.Effect != event.Allow && q.Effect != event.Deny) {
+	p, a, r, ok := s.filterIDs(q)
+	if !ok || (q.Effect != "" && q.Effect != event.Allow && q.Effect != event.Deny) {
 		return
 	}
 	match := func(d *decision) bool {
-		return (a == 0 || d.action == a) && (r == 0 || d.resource == r) && (q.Effect == "" || d.allow == (q.Effect == event.Allow))
+		return (a == 0 || d.action == a) && (r == 0 || d.resource == r) && (q.Effect == "" || d.allow == (q.Effect == event.Allow)) &&
+			(d.time != from || d.position > after)
 	}
 	if p != 0 {
 		if t.byPrincipal == nil {
@@ -362,46 +354,28 @@ func (s *Store) selected(t *tenant, q store.DecisionQuery, fn func(d *decision) 
 }
 
 // Decisions implements store.Reader. The decisions selected are copied out under the lock, in
-// pages, and fn is called without it.
+// pages, and fn is called without it; a page goes on after the last decision sent (its time
+// and position: the decisions are in that order).
 func (s *Store) Decisions(ctx context.Context, q store.DecisionQuery, fn func(store.Decision) error) error {
 	const page = 4096
 	tenant := tenantName(q.Tenant)
+	var after uint64 // the last position sent at q.From's instant
 	for {
-		var out []store.Decision
-		more := false
+		out := make([]store.Decision, 0, page)
 		s.mu.Lock()
 		t := s.tenants[tenant]
 		if t == nil {
 			s.mu.Unlock()
 			return nil
 		}
-		s.selected(t, q, func(d *decision) bool {
+		s.selected(t, q, after, func(d *decision) bool {
 			if len(out) == page {
-				more = true
-				q.From = event.FromMicros(d.time) // the next page starts here...
 				return false
 			}
-			effect := event.Deny
-			if d.allow {
-				effect = event.Allow
-			}
-			out = append(out, store.Decision{Tenant: tenant, Principal: s.strs[d.principal], Action: s.strs[d.action],
-				Resource: s.strs[d.resource], Effect: effect, Time: event.FromMicros(d.time), Reason: s.strs[d.reason],
-				Policy: s.strs[d.policy], Request: s.strs[d.request], Source: s.strs[d.source], ID: s.strs[d.id], Position: d.position})
+			out = append(out, s.decisionOut(tenant, d))
 			return true
 		})
 		s.mu.Unlock()
-		if more {
-			// ...less the decisions of this page at that same instant, which come again.
-			cut := len(out)
-			for cut > 0 && out[cut-1].Time.Equal(q.From) {
-				cut--
-			}
-			if cut == 0 { // a page of one instant: take the whole instant at once
-				return s.instant(ctx, q, fn)
-			}
-			out = out[:cut]
-		}
 		for _, d := range out {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -410,43 +384,39 @@ func (s *Store) Decisions(ctx context.Context, q store.DecisionQuery, fn func(st
 				return err
 			}
 		}
-		if !more {
+		if len(out) < page {
 			return nil
 		}
+		last := out[len(out)-1]
+		q.From, after = last.Time, last.Position
 	}
 }
 
-// instant serves Decisions when more than a page of decisions share q.From: that instant whole,
-// then the rest.
-func (s *Store) instant(ctx context.Context, q store.DecisionQuery, fn func(store.Decision) error) error {
-	at := q.From
-	one := q
-	one.To = at.Add(time.Microsecond)
-	var out []store.Decision
-	s.mu.Lock()
-	if t := s.tenants[tenantName(q.Tenant)]; t != nil {
-		s.selected(t, one, func(d *decision) bool {
-			effect := event.Deny
-			if d.allow {
-				effect = event.Allow
-			}
-			out = append(out, store.Decision{Tenant: tenantName(q.Tenant), Principal: s.strs[d.principal], Action: s.strs[d.action],
-				Resource: s.strs[d.resource], Effect: effect, Time: event.FromMicros(d.time), Reason: s.strs[d.reason],
-				Policy: s.strs[d.policy], Request: s.strs[d.request], Source: s.strs[d.source], ID: s.strs[d.id], Position: d.position})
-			return true
-		})
+// decisionOut is d as store.Decision.
+func (s *Store) decisionOut(tenant string, d *decision) store.Decision {
+	effect := event.Deny
+	if d.allow {
+		effect = event.Allow
 	}
-	s.mu.Unlock()
-	for _, d := range out {
-		if err := fn(d); err != nil {
-			return err
+	return store.Decision{Tenant: tenant, Principal: s.strs[d.principal], Action: s.strs[d.action],
+		Resource: s.strs[d.resource], Effect: effect, Time: event.FromMicros(d.time), Reason: s.strs[d.reason],
+		Policy: s.strs[d.policy], Request: s.strs[d.request], Source: s.strs[d.source], ID: s.strs[d.id], Position: d.position}
+}
+
+// filterIDs are the string ids of q's principal, action and resource (0 for one not asked);
+// false when one asked was never seen, so nothing matches.
+func (s *Store) filterIDs(q store.DecisionQuery) (p, a, r uint32, ok bool) {
+	id := func(str string) (uint32, bool) {
+		if str == "" {
+			return 0, true
 		}
+		id, ok := s.strIDs[str]
+		return id, ok && id != 0
 	}
-	if !q.To.IsZero() && !one.To.Before(q.To) {
-		return nil
-	}
-	q.From = one.To
-	return s.Decisions(ctx, q, fn)
+	p, ok1 := id(q.Principal)
+	a, ok2 := id(q.Action)
+	r, ok3 := id(q.Resource)
+	return p, a, r, ok1 && ok2 && ok3
 }
 
 // Usage implements store.Reader: from the running totals of allowed decisions when q counts
@@ -465,7 +435,7 @@ func (s *Store) Usage(ctx context.Context, q store.DecisionQuery) ([]store.Use, 
 		return nil, nil
 	}
 	uses := map[useKey]*use{}
-	s.selected(t, q, func(d *decision) bool {
+	s.selected(t, q, 0, func(d *decision) bool {
 		k := useKey{d.principal, d.action, d.resource}
 		if u := uses[k]; u != nil {
 			u.last = d.time // in event-time order
@@ -491,17 +461,8 @@ func (s *Store) totalUsage(q store.DecisionQuery) []store.Use {
 	if t == nil {
 		return nil
 	}
-	want := func(str string) (uint32, bool) {
-		if str == "" {
-			return 0, true
-		}
-		id, ok := s.strIDs[str]
-		return id, ok && id != 0
-	}
-	p, ok1 := want(q.Principal)
-	a, ok2 := want(q.Action)
-	r, ok3 := want(q.Resource)
-	if !ok1 || !ok2 || !ok3 {
+	p, a, r, ok := s.filterIDs(q)
+	if !ok {
 		return nil
 	}
 	if p == 0 && a == 0 && r == 0 {
@@ -531,12 +492,7 @@ func (s *Store) allUsage(t *tenant) []store.Use {
 	}
 	kus := t.usageOrder
 	t.orderMu.Unlock()
-	out := make([]store.Use, len(kus))
-	for i, ku := range kus {
-		out[i] = store.Use{Principal: s.strs[ku.k.principal], Action: s.strs[ku.k.action], Resource: s.strs[ku.k.resource],
-			First: event.FromMicros(ku.u.first), Last: event.FromMicros(ku.u.last), Count: ku.u.count}
-	}
-	return out
+	return s.useOut(kus)
 }
 
 type keyedUse struct {
@@ -549,6 +505,11 @@ type keyedUse struct {
 // millions of uses. Called with s.mu held.
 func (s *Store) usesOut(kus []keyedUse) []store.Use {
 	s.rankUses(kus)
+	return s.useOut(kus)
+}
+
+// useOut makes the uses of kus, in their order.
+func (s *Store) useOut(kus []keyedUse) []store.Use {
 	out := make([]store.Use, len(kus))
 	for i, ku := range kus {
 		out[i] = store.Use{Principal: s.strs[ku.k.principal], Action: s.strs[ku.k.action], Resource: s.strs[ku.k.resource],
