@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -10,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/whocould/whocould/analyzer"
 	"github.com/whocould/whocould/event"
+	"github.com/whocould/whocould/store/embedded"
 )
 
 // sodHistory: ann can create payments from 10:00 on 5 January and approve them from 11:00 until
@@ -196,5 +199,39 @@ func TestFindingsAcrossRebuild(t *testing.T) {
 		if r.New != 0 || r.Resolved != 0 {
 			t.Errorf("a run after the rebuild opened %d and resolved %d findings", r.New, r.Resolved)
 		}
+	}
+}
+
+// TestServeConfigLoadsBaseline: serve's config, once validated, carries the baseline its
+// analyzer section names, so the scheduled runs and POST /v1/analyze judge drift (Validate on
+// a copy of the config used to load it into the copy only).
+func TestServeConfigLoadsBaseline(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "baseline.yaml", []byte("roles:\n  role:admin: {permissions: [\"*\"]}\n"))
+	cfg, err := loadServeConfig(writeFile(t, dir, "whocould.yaml", []byte("analyzer:\n  baseline: baseline.yaml\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := embedded.Open(embedded.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
+	if err := st.Apply(context.Background(), []event.Record{
+		{Position: 1, Recorded: at, Event: ev("p", event.RolePermissionAdded, at, event.Data{Role: "role:admin", Action: "*"})},
+		{Position: 2, Recorded: at, Event: ev("x", event.GrantAdded, at, event.Data{Subject: "user:eve", Role: "role:admin", Resource: "db:prod"})},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := (&analyzer.Analyzer{Store: st, Config: &cfg.Analyzer}).Run(context.Background(),
+		analyzer.Options{Rules: []string{"drift"}, Now: at.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Findings) != 1 {
+		t.Fatalf("drift under serve's config: %d findings, want the extra grant", len(res.Findings))
 	}
 }

@@ -192,7 +192,7 @@ func (c *serveConfig) defaults() {
 func (c serveConfig) has(target string) bool { return slices.Contains(c.Targets, target) }
 
 // Validate reports the first setting that cannot work, naming its key.
-func (c serveConfig) Validate() error {
+func (c *serveConfig) Validate() error {
 	for i, t := range c.Targets {
 		if !slices.Contains(allTargets, t) {
 			return fmt.Errorf("targets[%d]: unknown target %q (want %s)", i, t, strings.Join(allTargets, ", "))
