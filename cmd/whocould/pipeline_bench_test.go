@@ -89,7 +89,7 @@ func publishNATS(b *testing.B, url, subject string, msgs [][]byte) {
 	defer nc.Close()
 	js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4000))
 	for _, m := range msgs {
-		if _, err := js.PublishAsync(subject, m); err != nil {
+		if _, err := js.PublishAsync(subject, m, jetstream.WithStallWait(time.Minute)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -140,7 +140,7 @@ func rawJetStream(b *testing.B, msgs [][]byte) float64 {
 		close(consumed)
 	}()
 	for _, m := range msgs {
-		if _, err := js.PublishAsync("raw.x", m); err != nil {
+		if _, err := js.PublishAsync("raw.x", m, jetstream.WithStallWait(time.Minute)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -257,7 +257,7 @@ func BenchmarkLatency(b *testing.B) {
 				time.Sleep(d - time.Since(start))
 			}
 			sent[i] = time.Now()
-			if _, err := js.PublishAsync("whocould.in.changes.latency", m); err != nil {
+			if _, err := js.PublishAsync("whocould.in.changes.latency", m, jetstream.WithStallWait(time.Minute)); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -58,7 +58,7 @@ func TestServeAllSources(t *testing.T) {
 		defer nc.Close()
 		js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4000))
 		for _, l := range lines("nats", per["nats"]) {
-			if _, err := js.PublishAsync("whocould.in.changes.e2e", l); err != nil {
+			if _, err := js.PublishAsync("whocould.in.changes.e2e", l, jetstream.WithStallWait(time.Minute)); err != nil {
 				errs <- err
 				return
 			}
