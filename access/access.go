@@ -30,6 +30,18 @@ type Path struct {
 	Permission string   `json:"permission"`
 }
 
+// Clone is a copy of p that shares no memory with it: the engine hands out paths whose chains
+// are cut from blocks shared by many paths, and whatever keeps one would keep the whole block
+// alive.
+func (p Path) Clone() Path {
+	p.Groups, p.Roles = slices.Clone(p.Groups), slices.Clone(p.Roles)
+	if p.Grant.ExpiresAt != nil {
+		x := *p.Grant.ExpiresAt
+		p.Grant.ExpiresAt = &x
+	}
+	return p
+}
+
 // ComparePaths orders paths: shorter membership chains first, then by groups, grant, roles and
 // permission. Every answer lists its paths in this order.
 func ComparePaths(a, b Path) int {

@@ -141,13 +141,8 @@ func SpanAt(ss []Span, t int64) bool {
 }
 
 // ownPath is a copy of p for a finding's evidence, sharing no memory with the answer it came
-// from: the engine hands out paths whose chains are cut from blocks shared by many paths, and a
-// finding that kept one would keep the whole block alive.
+// from (access.Path.Clone).
 func ownPath(p access.Path) *access.Path {
-	p.Groups, p.Roles = slices.Clone(p.Groups), slices.Clone(p.Roles)
-	if p.Grant.ExpiresAt != nil {
-		x := *p.Grant.ExpiresAt
-		p.Grant.ExpiresAt = &x
-	}
+	p = p.Clone()
 	return &p
 }

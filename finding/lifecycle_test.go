@@ -2,8 +2,11 @@ package finding
 
 import (
 	"errors"
+	"reflect"
 	"testing"
 	"time"
+
+	"github.com/whocould/whocould/access"
 )
 
 var t0 = time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
@@ -172,5 +175,41 @@ func TestTransitionsRefused(t *testing.T) {
 	}
 	if x.Status != Open {
 		t.Errorf("refused changes changed the status to %s", x.Status)
+	}
+}
+
+func TestCloneSharesNothing(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	exp := at.Add(time.Hour)
+	f := Finding{ID: "F1", Ended: Time(at), ResolvedAt: Time(at),
+		Acknowledged: &Note{By: "a", At: at, Until: Time(at)},
+		History:      []Transition{{At: at, Status: Open}},
+		Evidence: []Evidence{{Kind: "path", Time: Time(at), Event: &EventRef{ID: "e"},
+			Path: &access.Path{Groups: []string{"group:g"}, Roles: []string{"role:r"}, Grant: access.GrantRef{ExpiresAt: &exp}}}},
+		Details: map[string]any{"n": 3, "list": []string{"x"}, "nested": map[string]any{"l": []any{"y"}}, "pair": [2]string{"p", "q"}}}
+	c := f.Clone()
+	wantDetails := map[string]any{"n": 3.0, "list": []any{"x"}, "nested": map[string]any{"l": []any{"y"}}, "pair": []any{"p", "q"}}
+	if !reflect.DeepEqual(c.Details, wantDetails) {
+		t.Fatalf("details are %#v, want them as JSON gives them back: %#v", c.Details, wantDetails)
+	}
+	// Write through every pointer, slice and map of the clone: the original must not see it.
+	*c.Ended, *c.ResolvedAt, *c.Acknowledged.Until = time.Time{}, time.Time{}, time.Time{}
+	c.Acknowledged.By = "b"
+	c.History[0].Status = Resolved
+	*c.Evidence[0].Time = time.Time{}
+	c.Evidence[0].Event.ID = "changed"
+	c.Evidence[0].Path.Groups[0], c.Evidence[0].Path.Roles[0] = "changed", "changed"
+	*c.Evidence[0].Path.Grant.ExpiresAt = time.Time{}
+	c.Details["list"].([]any)[0] = "changed"
+	c.Details["nested"].(map[string]any)["l"].([]any)[0] = "changed"
+	c.Details["new"] = 1
+	want := Finding{ID: "F1", Ended: Time(at), ResolvedAt: Time(at),
+		Acknowledged: &Note{By: "a", At: at, Until: Time(at)},
+		History:      []Transition{{At: at, Status: Open}},
+		Evidence: []Evidence{{Kind: "path", Time: Time(at), Event: &EventRef{ID: "e"},
+			Path: &access.Path{Groups: []string{"group:g"}, Roles: []string{"role:r"}, Grant: access.GrantRef{ExpiresAt: &exp}}}},
+		Details: map[string]any{"n": 3, "list": []string{"x"}, "nested": map[string]any{"l": []any{"y"}}, "pair": [2]string{"p", "q"}}}
+	if !reflect.DeepEqual(f, want) {
+		t.Fatalf("the original changed with its clone:\n%#v", f)
 	}
 }

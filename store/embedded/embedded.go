@@ -627,20 +627,14 @@ func (s *Store) Findings(_ context.Context, tenant string) ([]finding.Finding, e
 
 // PutFindings implements store.FindingWriter: the findings of every tenant are one JSON file
 // under the store's directory, written to a temporary file and renamed over the last. The store
-// keeps each finding as that file holds it (through JSON: numbers in Details are float64), so
-// that Findings answers the same before and after a reopen, and the same as the ClickHouse
-// store, and shares no map or slice with the caller.
+// keeps a deep copy of each finding, its Details as that file holds them (finding.Finding.Clone:
+// numbers are float64), so that Findings answers the same before and after a reopen, and the
+// same as the ClickHouse store, and shares no map or slice with the caller.
 func (s *Store) PutFindings(_ context.Context, tenant string, fs []finding.Finding) error {
 	kept := make([]finding.Finding, len(fs))
 	for i, f := range fs {
-		f.Tenant = tenantName(tenant)
-		b, err := json.Marshal(f)
-		if err != nil {
-			return fmt.Errorf("store finding %s: %w", f.ID, err)
-		}
-		if err := json.Unmarshal(b, &kept[i]); err != nil {
-			return fmt.Errorf("store finding %s: %w", f.ID, err)
-		}
+		kept[i] = f.Clone()
+		kept[i].Tenant = tenantName(tenant)
 	}
 	s.fMu.Lock()
 	defer s.fMu.Unlock()
