@@ -8,6 +8,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,7 +34,7 @@ var _ store.Store = (*Store)(nil)
 const (
 	snapshotFile  = "snapshot.bin"
 	snapshotMagic = "whocould-embedded-snapshot\n"
-	formatVersion = 2 // 2: the archive of change and approval events
+	formatVersion = 3 // 2: the archive of change and approval events; 3: decision ids not interned
 	findingsFile  = "findings.json"
 )
 
@@ -44,13 +45,56 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// decision is a decision with its strings interned.
+// decision is a decision with its strings interned, but for its id and request id, which are
+// mostly unique (interning them would cost a map entry and a string header each): those are in
+// the tenant's blobs.
 type decision struct {
-	time                                int64
-	principal, action, resource         uint32
-	reason, policy, request, source, id uint32
-	position                            uint64
-	allow                               bool
+	time                        int64
+	position                    uint64
+	blob                        uint64 // where its id and request are in the blobs; allowBit: allowed
+	principal, action, resource uint32
+	reason, policy, source      uint32
+}
+
+const allowBit = 1 << 63
+
+func (d *decision) allowed() bool { return d.blob&allowBit != 0 }
+
+// blobs holds strings appended once and never changed, in chunks: each string a uvarint length
+// and its bytes. An offset is the chunk's index (high 31 bits) and the place in it (low 32).
+type blobs struct{ chunks [][]byte }
+
+const blobChunk = 1 << 20
+
+// add appends strs and returns the offset of the first.
+func (b *blobs) add(strs ...string) uint64 {
+	n := 0
+	for _, str := range strs {
+		n += binary.MaxVarintLen64 + len(str)
+	}
+	last := len(b.chunks) - 1
+	if last < 0 || len(b.chunks[last])+n > cap(b.chunks[last]) {
+		b.chunks = append(b.chunks, make([]byte, 0, max(blobChunk, n)))
+		last++
+	}
+	c := b.chunks[last]
+	at := uint64(last)<<32 | uint64(len(c))
+	for _, str := range strs {
+		c = binary.AppendUvarint(c, uint64(len(str)))
+		c = append(c, str...)
+	}
+	b.chunks[last] = c
+	return at
+}
+
+// get reads len(out) strings from offset at.
+func (b *blobs) get(at uint64, out ...*string) {
+	c := b.chunks[at>>32&(1<<31-1)][uint32(at):]
+	for _, o := range out {
+		n, k := binary.Uvarint(c)
+		*o = string(c[k : k+int(n)])
+		c = c[k+int(n):]
+	}
 }
 
 type useKey struct{ principal, action, resource uint32 }
@@ -71,6 +115,7 @@ type tenant struct {
 	graph     *graph.Graph
 	events    []archived
 	decisions []decision
+	blobs     blobs
 	sorted    bool // decisions are in event-time order
 	// usageOrder is usage's keys in order (nil: not made since a key was added); orderMu
 	// guards making it under s.mu held for reading.
@@ -162,6 +207,12 @@ func (s *Store) tenant(name string) *tenant {
 func (s *Store) Apply(ctx context.Context, recs []event.Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	starts := map[*tenant]int{} // where each tenant's decisions of this batch begin
+	defer func() {
+		for t, start := range starts {
+			t.order(start)
+		}
+	}()
 	for i := range recs {
 		r := &recs[i]
 		if r.Position <= s.position {
@@ -173,6 +224,9 @@ func (s *Store) Apply(ctx context.Context, recs []event.Record) error {
 		}
 		t := s.tenant(r.TenantOrDefault())
 		if r.Type == event.Decision {
+			if _, ok := starts[t]; !ok {
+				starts[t] = len(t.decisions)
+			}
 			s.addDecision(t, r)
 			continue
 		}
@@ -190,15 +244,19 @@ func (s *Store) addDecision(t *tenant, r *event.Record) {
 	d := decision{
 		time: event.Micros(r.Time), principal: s.intern(r.Data.Principal), action: s.intern(r.Data.Action),
 		resource: s.intern(r.Data.Resource), reason: s.intern(r.Data.Reason), policy: s.intern(r.Data.Policy),
-		request: s.intern(r.Data.Request), source: s.intern(r.Source), id: s.intern(r.ID), position: r.Position,
-		allow: r.Data.Effect == event.Allow,
+		source: s.intern(r.Source), position: r.Position, blob: t.blobs.add(r.ID, r.Data.Request),
 	}
-	if n := len(t.decisions); n > 0 && t.decisions[n-1].time > d.time {
-		t.sorted = false
+	if r.Data.Effect == event.Allow {
+		d.blob |= allowBit
 	}
+	t.add(d)
+}
+
+// add appends decision d, and counts it in the usage when allowed.
+func (t *tenant) add(d decision) {
 	t.byPrincipal = nil
 	t.decisions = append(t.decisions, d)
-	if !d.allow {
+	if !d.allowed() {
 		return
 	}
 	k := useKey{d.principal, d.action, d.resource}
@@ -209,6 +267,50 @@ func (s *Store) addDecision(t *tenant, r *event.Record) {
 		return
 	}
 	u.first, u.last, u.count = min(u.first, d.time), max(u.last, d.time), u.count+1
+}
+
+// decisionOrder orders decisions by event time, then by log position (unique: the order is
+// total, and stable in log order).
+func decisionOrder(a, b decision) int {
+	return cmp.Or(cmp.Compare(a.time, b.time), cmp.Compare(a.position, b.position))
+}
+
+// maxMerge bounds the decisions Apply moves to keep them in order: a batch that reaches further
+// back (an import of old decisions) leaves them to be sorted once, when next read.
+var maxMerge = 1 << 20 // a variable for the tests
+
+// order puts the decisions from the start-th on (those just applied) in order among the others,
+// which are: the batch is sorted and merged into the stretch of the others it overlaps, which
+// for decisions arriving in roughly event-time order is a few seconds' worth.
+func (t *tenant) order(start int) {
+	if !t.sorted || start == len(t.decisions) {
+		return
+	}
+	batch := t.decisions[start:]
+	if !slices.IsSortedFunc(batch, decisionOrder) {
+		slices.SortFunc(batch, decisionOrder)
+	}
+	lo, _ := slices.BinarySearchFunc(t.decisions[:start], batch[0], decisionOrder)
+	if lo == start {
+		return // all after the others
+	}
+	if start-lo > maxMerge {
+		t.sorted = false
+		return
+	}
+	// Merge from the front, the overlapped stretch of the others set aside: the place written
+	// never passes the batch's next decision.
+	left := slices.Clone(t.decisions[lo:start])
+	i, j, k := 0, 0, lo
+	for ; i < len(left); k++ {
+		if j < len(batch) && decisionOrder(batch[j], left[i]) < 0 {
+			t.decisions[k] = batch[j]
+			j++
+		} else {
+			t.decisions[k] = left[i]
+			i++
+		}
+	}
 }
 
 func addApproval(t *tenant, r *event.Record) {
@@ -292,10 +394,7 @@ func (s *Store) sortDecisions(t *tenant) {
 	if t.sorted {
 		return
 	}
-	// Positions are unique: ordering by them too makes the sort stable in log order.
-	slices.SortFunc(t.decisions, func(a, b decision) int {
-		return cmp.Or(cmp.Compare(a.time, b.time), cmp.Compare(a.position, b.position))
-	})
+	slices.SortFunc(t.decisions, decisionOrder)
 	t.sorted = true
 	t.byPrincipal = nil
 }
@@ -317,7 +416,7 @@ func (s *Store) selected(t *tenant, q store.DecisionQuery, after uint64, fn func
 		return
 	}
 	match := func(d *decision) bool {
-		return (a == 0 || d.action == a) && (r == 0 || d.resource == r) && (q.Effect == "" || d.allow == (q.Effect == event.Allow)) &&
+		return (a == 0 || d.action == a) && (r == 0 || d.resource == r) && (q.Effect == "" || d.allowed() == (q.Effect == event.Allow)) &&
 			(d.time != from || d.position > after)
 	}
 	if p != 0 {
@@ -372,7 +471,7 @@ func (s *Store) Decisions(ctx context.Context, q store.DecisionQuery, fn func(st
 			if len(out) == page {
 				return false
 			}
-			out = append(out, s.decisionOut(tenant, d))
+			out = append(out, s.decisionOut(t, tenant, d))
 			return true
 		})
 		s.mu.Unlock()
@@ -393,14 +492,16 @@ func (s *Store) Decisions(ctx context.Context, q store.DecisionQuery, fn func(st
 }
 
 // decisionOut is d as store.Decision.
-func (s *Store) decisionOut(tenant string, d *decision) store.Decision {
+func (s *Store) decisionOut(t *tenant, tenant string, d *decision) store.Decision {
 	effect := event.Deny
-	if d.allow {
+	if d.allowed() {
 		effect = event.Allow
 	}
-	return store.Decision{Tenant: tenant, Principal: s.strs[d.principal], Action: s.strs[d.action],
+	out := store.Decision{Tenant: tenant, Principal: s.strs[d.principal], Action: s.strs[d.action],
 		Resource: s.strs[d.resource], Effect: effect, Time: event.FromMicros(d.time), Reason: s.strs[d.reason],
-		Policy: s.strs[d.policy], Request: s.strs[d.request], Source: s.strs[d.source], ID: s.strs[d.id], Position: d.position}
+		Policy: s.strs[d.policy], Source: s.strs[d.source], Position: d.position}
+	t.blobs.get(d.blob, &out.ID, &out.Request)
+	return out
 }
 
 // filterIDs are the string ids of q's principal, action and resource (0 for one not asked);
@@ -824,11 +925,15 @@ func (s *Store) encode(w io.Writer) (int64, error) {
 		bw.Uvarint(uint64(len(t.decisions)))
 		for _, d := range t.decisions {
 			bw.Varint(d.time)
-			for _, id := range []uint32{d.principal, d.action, d.resource, d.reason, d.policy, d.request, d.source, d.id} {
+			for _, id := range []uint32{d.principal, d.action, d.resource, d.reason, d.policy, d.source} {
 				bw.Uvarint(uint64(id))
 			}
+			var id, request string
+			t.blobs.get(d.blob, &id, &request)
+			bw.String(id)
+			bw.String(request)
 			bw.Uvarint(d.position)
-			if d.allow {
+			if d.allowed() {
 				bw.Uvarint(1)
 			} else {
 				bw.Uvarint(0)
@@ -927,18 +1032,13 @@ func (s *Store) decode(f *os.File) error {
 		for j := 0; j < nd && br.Err == nil; j++ {
 			d := decision{time: br.Varint()}
 			d.principal, d.action, d.resource, d.reason = str(), str(), str(), str()
-			d.policy, d.request, d.source, d.id = str(), str(), str(), str()
+			d.policy, d.source = str(), str()
+			d.blob = t.blobs.add(br.String(), br.String())
 			d.position = br.Uvarint()
-			d.allow = br.Uvarint() == 1
-			t.decisions = append(t.decisions, d)
-			if d.allow {
-				k := useKey{d.principal, d.action, d.resource}
-				if u := t.usage[k]; u != nil {
-					u.first, u.last, u.count = min(u.first, d.time), max(u.last, d.time), u.count+1
-				} else {
-					t.usage[k] = &use{first: d.time, last: d.time, count: 1}
-				}
+			if br.Uvarint() == 1 {
+				d.blob |= allowBit
 			}
+			t.add(d)
 		}
 		na := br.Len(bin.MaxLen)
 		for j := 0; j < na && br.Err == nil; j++ {
