@@ -70,9 +70,12 @@ type Store interface {
 type DecisionQuery struct {
 	Tenant    string
 	Principal string
-	Action    string
-	Resource  string
-	Effect    string
+	// Principals, when not empty, selects the decisions of any of them (and of Principal too,
+	// when both are set): a rule reads a batch of principals' decisions at once.
+	Principals []string
+	Action     string
+	Resource   string
+	Effect     string
 	// From and To bound event time, [From, To); zero means unbounded.
 	From, To time.Time
 }

@@ -32,6 +32,12 @@ func where(sql *strings.Builder, args []any, q store.DecisionQuery) []any {
 			args = append(args, f.v)
 		}
 	}
+	if len(q.Principals) > 0 {
+		sql.WriteString(" AND principal IN (" + strings.Repeat("?, ", len(q.Principals)-1) + "?)")
+		for _, p := range q.Principals {
+			args = append(args, p)
+		}
+	}
 	return args
 }
 

@@ -6,6 +6,7 @@ package embedded
 import (
 	"bufio"
 	"cmp"
+	"container/heap"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -411,7 +412,7 @@ func (s *Store) selected(t *tenant, q store.DecisionQuery, after uint64, fn func
 	if !q.To.IsZero() {
 		to = event.Micros(q.To)
 	}
-	p, a, r, ok := s.filterIDs(q)
+	ps, a, r, ok := s.filterIDs(q)
 	if !ok || (q.Effect != "" && q.Effect != event.Allow && q.Effect != event.Deny) {
 		return
 	}
@@ -419,25 +420,8 @@ func (s *Store) selected(t *tenant, q store.DecisionQuery, after uint64, fn func
 		return (a == 0 || d.action == a) && (r == 0 || d.resource == r) && (q.Effect == "" || d.allowed() == (q.Effect == event.Allow)) &&
 			(d.time != from || d.position > after)
 	}
-	if p != 0 {
-		if t.byPrincipal == nil {
-			t.byPrincipal = map[uint32][]int32{}
-			for i := range t.decisions {
-				pi := t.decisions[i].principal
-				t.byPrincipal[pi] = append(t.byPrincipal[pi], int32(i))
-			}
-		}
-		idx := t.byPrincipal[p]
-		lo, _ := slices.BinarySearchFunc(idx, from, func(i int32, t0 int64) int { return cmp.Compare(t.decisions[i].time, t0) })
-		for _, i := range idx[lo:] {
-			d := &t.decisions[i]
-			if d.time >= to {
-				return
-			}
-			if match(d) && !fn(d) {
-				return
-			}
-		}
+	if ps != nil {
+		s.principalsSelected(t, ps, from, to, match, fn)
 		return
 	}
 	lo, _ := slices.BinarySearchFunc(t.decisions, from, func(d decision, t0 int64) int { return cmp.Compare(d.time, t0) })
@@ -504,9 +488,10 @@ func (s *Store) decisionOut(t *tenant, tenant string, d *decision) store.Decisio
 	return out
 }
 
-// filterIDs are the string ids of q's principal, action and resource (0 for one not asked);
-// false when one asked was never seen, so nothing matches.
-func (s *Store) filterIDs(q store.DecisionQuery) (p, a, r uint32, ok bool) {
+// filterIDs are the string ids of q's action and resource (0 for one not asked) and of its
+// principals, sorted (nil when not asked); false when nothing can match (a string asked was
+// never seen, or no principal asked was).
+func (s *Store) filterIDs(q store.DecisionQuery) (ps []uint32, a, r uint32, ok bool) {
 	id := func(str string) (uint32, bool) {
 		if str == "" {
 			return 0, true
@@ -514,10 +499,86 @@ func (s *Store) filterIDs(q store.DecisionQuery) (p, a, r uint32, ok bool) {
 		id, ok := s.strIDs[str]
 		return id, ok && id != 0
 	}
-	p, ok1 := id(q.Principal)
 	a, ok2 := id(q.Action)
 	r, ok3 := id(q.Resource)
-	return p, a, r, ok1 && ok2 && ok3
+	if q.Principal != "" || len(q.Principals) > 0 {
+		names := q.Principals
+		if q.Principal != "" {
+			names = []string{q.Principal}
+			if len(q.Principals) > 0 && !slices.Contains(q.Principals, q.Principal) {
+				names = nil
+			}
+		}
+		ps = make([]uint32, 0, len(names))
+		for _, name := range names {
+			if p, ok := id(name); ok && p != 0 {
+				ps = append(ps, p)
+			}
+		}
+		slices.Sort(ps)
+		ps = slices.Compact(ps)
+		if len(ps) == 0 {
+			return nil, 0, 0, false
+		}
+	}
+	return ps, a, r, ok2 && ok3
+}
+
+// principalsSelected calls fn with each decision of the principals ps from from to to that
+// match, in order: their index lists merged (each list is in order, as the decisions are).
+func (s *Store) principalsSelected(t *tenant, ps []uint32, from, to int64, match, fn func(d *decision) bool) {
+	if t.byPrincipal == nil {
+		t.byPrincipal = map[uint32][]int32{}
+		for i := range t.decisions {
+			pi := t.decisions[i].principal
+			t.byPrincipal[pi] = append(t.byPrincipal[pi], int32(i))
+		}
+	}
+	var lists [][]int32 // each principal's decisions from from on
+	for _, p := range ps {
+		idx := t.byPrincipal[p]
+		lo, _ := slices.BinarySearchFunc(idx, from, func(i int32, t0 int64) int { return cmp.Compare(t.decisions[i].time, t0) })
+		if lo < len(idx) {
+			lists = append(lists, idx[lo:])
+		}
+	}
+	// A heap of the lists by their next decision's index (the decisions' order).
+	h := indexHeap(lists)
+	heap.Init(&h)
+	for len(h) > 0 {
+		i := h[0][0]
+		if h[0] = h[0][1:]; len(h[0]) == 0 {
+			heap.Pop(&h)
+		} else {
+			heap.Fix(&h, 0)
+		}
+		d := &t.decisions[i]
+		if d.time >= to {
+			return
+		}
+		if match(d) && !fn(d) {
+			return
+		}
+	}
+}
+
+func sortedHas(ps []uint32, p uint32) bool {
+	_, ok := slices.BinarySearch(ps, p)
+	return ok
+}
+
+// indexHeap is lists of decision indexes, by the first of each.
+type indexHeap [][]int32
+
+func (h indexHeap) Len() int           { return len(h) }
+func (h indexHeap) Less(i, j int) bool { return h[i][0] < h[j][0] }
+func (h indexHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *indexHeap) Push(x any)        { *h = append(*h, x.([]int32)) }
+func (h *indexHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 // Usage implements store.Reader: from the running totals of allowed decisions when q counts
@@ -562,16 +623,16 @@ func (s *Store) totalUsage(q store.DecisionQuery) []store.Use {
 	if t == nil {
 		return nil
 	}
-	p, a, r, ok := s.filterIDs(q)
+	ps, a, r, ok := s.filterIDs(q)
 	if !ok {
 		return nil
 	}
-	if p == 0 && a == 0 && r == 0 {
+	if ps == nil && a == 0 && r == 0 {
 		return s.allUsage(t)
 	}
 	var kus []keyedUse
 	for k, u := range t.usage {
-		if (p == 0 || k.principal == p) && (a == 0 || k.action == a) && (r == 0 || k.resource == r) {
+		if (ps == nil || sortedHas(ps, k.principal)) && (a == 0 || k.action == a) && (r == 0 || k.resource == r) {
 			kus = append(kus, keyedUse{k, u})
 		}
 	}

@@ -184,7 +184,8 @@ func wantDecisions(recs []event.Record, q store.DecisionQuery) []store.Decision 
 			continue
 		}
 		tm := event.FromMicros(event.Micros(r.Time))
-		if (q.Principal != "" && d.Principal != q.Principal) || (q.Action != "" && d.Action != q.Action) ||
+		if (q.Principal != "" && d.Principal != q.Principal) || (len(q.Principals) > 0 && !slices.Contains(q.Principals, d.Principal)) ||
+			(q.Action != "" && d.Action != q.Action) ||
 			(q.Resource != "" && d.Resource != q.Resource) || (q.Effect != "" && d.Effect != q.Effect) ||
 			(!q.From.IsZero() && tm.Before(q.From)) || (!q.To.IsZero() && !tm.Before(q.To)) {
 			continue
@@ -207,8 +208,8 @@ func wantUsage(recs []event.Record, q store.DecisionQuery) []store.Use {
 		d := r.Data
 		tm := event.FromMicros(event.Micros(r.Time))
 		if r.Type != event.Decision || d.Effect != effect || r.TenantOrDefault() != tenantOf(q.Tenant) ||
-			(q.Principal != "" && d.Principal != q.Principal) || (q.Action != "" && d.Action != q.Action) ||
-			(q.Resource != "" && d.Resource != q.Resource) ||
+			(q.Principal != "" && d.Principal != q.Principal) || (len(q.Principals) > 0 && !slices.Contains(q.Principals, d.Principal)) ||
+			(q.Action != "" && d.Action != q.Action) || (q.Resource != "" && d.Resource != q.Resource) ||
 			(!q.From.IsZero() && tm.Before(q.From)) || (!q.To.IsZero() && !tm.Before(q.To)) {
 			continue
 		}
@@ -357,6 +358,13 @@ func (s *suite) testDecisions(t *testing.T) {
 		{Tenant: "acme", Principal: "user:b", Action: "db.write", Resource: "db:z", Effect: "deny", From: base, To: at(24 * time.Hour)},
 		{Principal: "user:a", Action: "db.read", Resource: "db:x", Effect: "allow", From: tenAM, To: at(41 * 24 * time.Hour)},
 		{Principal: "user:b", Resource: "db:x"},
+		{Principals: []string{"user:a", "user:b"}}, // a set of principals, merged in event-time order
+		{Principals: []string{"user:b", "user:c", "user:nobody"}},
+		{Principals: []string{"user:nobody"}},
+		{Principals: []string{"user:a", "user:b"}, Effect: "allow", From: tenAM, To: elevenAM},
+		{Principal: "user:a", Principals: []string{"user:a", "user:c"}}, // both: user:a
+		{Principal: "user:b", Principals: []string{"user:a", "user:c"}}, // both: none
+		{Tenant: "acme", Principals: []string{"user:a", "user:b"}},
 	}
 	for _, q := range queries {
 		same(t, fmt.Sprintf("decisions %+v", q), getDecisions(t, st, q), wantDecisions(h.recs, q))
@@ -405,6 +413,8 @@ func (s *suite) testUsage(t *testing.T) {
 		{Principal: "user:a"}, {Principal: "user:b"}, {Action: "db.read"}, {Action: "db.drop"}, {Resource: "db:y"},
 		{Principal: "user:a", Action: "db.read", Resource: "db:x"},
 		{Tenant: "acme", Principal: "user:b"},
+		{Principals: []string{"user:a", "user:c"}}, {Principals: []string{"user:nobody"}},
+		{Principal: "user:b", Principals: []string{"user:a"}},
 	} {
 		same(t, fmt.Sprintf("usage %+v", q), getUsage(t, st, q), wantUsage(h.recs, q))
 	}
@@ -453,6 +463,8 @@ func (s *suite) testUsageBounds(t *testing.T) {
 		{Principal: "user:a", Action: "db.read", Resource: "db:x", From: tenAM},
 		{Tenant: "acme", From: base, To: at(24 * time.Hour)},
 		{Tenant: "nobody", Effect: event.Deny, From: base},
+		{Principals: []string{"user:a", "user:b"}, Effect: event.Deny, From: tenAM},
+		{Principals: []string{"user:b", "user:c"}, To: at(24 * time.Hour)},
 	} {
 		same(t, fmt.Sprintf("usage %+v", q), getUsage(t, st, q), wantUsage(h.recs, q))
 	}
