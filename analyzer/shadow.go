@@ -179,41 +179,56 @@ func checkShadowAccess(ctx context.Context, in *Input) ([]finding.Finding, error
 		groups = append(groups, group{p, a[:na], d[:nd]})
 		a, d = a[na:], d[nd:]
 	}
-	principals := len(groups)
-	all := make([]*tallyPlan, len(groups))
-	in.Model.sharedParts() // made once, before the goroutines read it
-	if err := parallel(ctx, len(groups), func(i int) error {
-		all[i] = shadowPlan(in, groups[i].p, groups[i].a, groups[i].d, now)
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	var plans []*tallyPlan
-	for _, plan := range all {
-		if plan != nil {
-			plans = append(plans, plan)
-		}
-	}
 	uses = [2][]store.Use{}
-	reads, err := readTallies(ctx, in, plans)
-	if err != nil {
-		return nil, err
-	}
+	// A batch of principals at a time (what a batch's plans hold is dropped before the next):
+	// their plans, made on every core (the joins only read the model), one read of their
+	// decisions, their findings.
+	principals, reads := len(groups), 0
 	var out []finding.Finding
-	for _, plan := range plans {
-		for _, tl := range plan.tallies {
-			if tl.n == 0 {
-				continue
+	in.Model.sharedParts() // made once, before the goroutines read it
+	for len(groups) > 0 {
+		n, nuses := 0, 0
+		for n < len(groups) && n < shadowBatch && nuses < shadowBatchUses {
+			nuses += len(groups[n].a) + len(groups[n].d)
+			n++
+		}
+		batch := groups[:n]
+		all := make([]*tallyPlan, len(batch))
+		if err := parallel(ctx, len(batch), func(i int) error {
+			all[i] = shadowPlan(in, batch[i].p, batch[i].a, batch[i].d, now)
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+		clear(groups[:n]) // their uses are not needed again
+		groups = groups[n:]
+		var plans []*tallyPlan
+		for _, plan := range all {
+			if plan != nil {
+				plans = append(plans, plan)
 			}
-			f, err := shadowFinding(ctx, in, plan, tl)
-			if err != nil {
-				return nil, err
+		}
+		if err := readTallies(ctx, in, plans); err != nil {
+			return nil, err
+		}
+		if len(plans) > 0 {
+			reads++
+		}
+		for _, plan := range plans {
+			for _, tl := range plan.tallies {
+				if tl.n == 0 {
+					continue
+				}
+				f, err := shadowFinding(ctx, in, plan, tl)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, f)
 			}
-			out = append(out, f)
 		}
 	}
 	if in.Log != nil {
-		in.Log.Debug("shadow access judged", "tenant", in.Tenant, "principals", principals, "store_reads", reads,
+		in.Log.Debug("shadow access judged", "tenant", in.Tenant, "principals", principals, "batches_read", reads,
 			"findings", len(out))
 	}
 	return out, nil
@@ -392,10 +407,9 @@ const maxDecisionEvidence = 20
 // maxTopKeys bounds the busiest keys a finding lists.
 const maxTopKeys = 10
 
-// perPrincipalReads is the most principals whose decisions are read one principal at a time
-// (each read pushed down by principal and time); with more, the tenant's decisions are swept
-// in stretches of time that double, until no more than that many still need something.
-const perPrincipalReads = 16
+// shadowBatch and shadowBatchUses bound the principals shadow-access judges at a time, and
+// their uses: their plans are held until their decisions are read. Variables for the tests.
+var shadowBatch, shadowBatchUses = 1024, 400_000
 
 // useKey is a key: the decisions of one effect, action and resource (of one principal).
 type useKey struct{ effect, action, resource string }
@@ -636,100 +650,48 @@ func (p *tallyPlan) finish() {
 // errEnough stops a read that has what it needs.
 var errEnough = errors.New("enough decisions read")
 
-// readTallies reads what the plans need and completes their tallies; it returns how many reads
-// it made.
-func readTallies(ctx context.Context, in *Input, plans []*tallyPlan) (int, error) {
+// readTallies reads what the plans need and completes their tallies: one read of their
+// principals' decisions (pushed down by principal, effect and time), from the first any of
+// them needs to the last, which stops once each has what it needs.
+func readTallies(ctx context.Context, in *Input, plans []*tallyPlan) error {
 	if len(plans) == 0 {
-		return 0, nil
+		return nil
 	}
-	effect := plans[0].effect
+	q := store.DecisionQuery{Tenant: in.Tenant, Effect: plans[0].effect, Principals: make([]string, 0, len(plans))}
 	from, to := int64(math.MaxInt64), int64(math.MinInt64)
-	for _, p := range plans {
-		if p.effect != effect {
-			effect = ""
-		}
-		from, to = min(from, p.from), max(to, p.to)
-	}
-	reads := 0
-	read := func(q store.DecisionQuery, fn func(store.Decision) error) error {
-		reads++
-		q.Tenant = in.Tenant
-		if err := in.Store.Decisions(ctx, q, fn); err != nil && !errors.Is(err, errEnough) {
-			return fmt.Errorf("decisions of %s from %s to %s: %w", cmp.Or(q.Principal, "every principal"), stamp(q.From), stamp(q.To), err)
-		}
-		return nil
-	}
-	// One principal at a time, from lo on.
-	each := func(plans []*tallyPlan, lo int64) error {
-		for _, p := range plans {
-			if max(lo, p.from) >= p.to {
-				continue
-			}
-			q := store.DecisionQuery{Principal: p.principal, Effect: p.effect, From: event.FromMicros(max(lo, p.from)), To: event.FromMicros(p.to)}
-			err := read(q, func(d store.Decision) error {
-				if p.done(event.Micros(d.Time)) {
-					return errEnough
-				}
-				p.take(d)
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	finish := func() (int, error) {
-		for _, p := range plans {
-			p.finish()
-		}
-		return reads, nil
-	}
-	if len(plans) <= perPrincipalReads {
-		if err := each(plans, from); err != nil {
-			return reads, err
-		}
-		return finish()
-	}
-	// Sweep the tenant's decisions in stretches that double; once few principals still need
-	// something, read theirs one by one rather than sweep everyone's for them.
 	pending := make(map[string]*tallyPlan, len(plans))
 	for _, p := range plans {
+		if p.effect != q.Effect {
+			q.Effect = ""
+		}
+		from, to = min(from, p.from), max(to, p.to)
+		q.Principals = append(q.Principals, p.principal)
 		pending[p.principal] = p
 	}
-	step := max((to-from)/64, 1)
-	for lo := from; lo < to && len(pending) > 0; step *= 2 {
-		if len(pending) <= perPrincipalReads {
-			rest := make([]*tallyPlan, 0, len(pending))
-			for _, p := range plans {
-				if pending[p.principal] != nil {
-					rest = append(rest, p)
+	q.From, q.To = event.FromMicros(from), event.FromMicros(to)
+	err := in.Store.Decisions(ctx, q, func(d store.Decision) error {
+		p := pending[d.Principal]
+		if p == nil {
+			return nil // done already
+		}
+		if at := event.Micros(d.Time); at >= p.from {
+			if p.done(at) {
+				if delete(pending, d.Principal); len(pending) == 0 {
+					return errEnough
 				}
+				return nil
 			}
-			if err := each(rest, lo); err != nil {
-				return reads, err
-			}
-			break
+			p.take(d)
 		}
-		hi := min(lo+step, to)
-		q := store.DecisionQuery{Effect: effect, From: event.FromMicros(lo), To: event.FromMicros(hi)}
-		err := read(q, func(d store.Decision) error {
-			if p := pending[d.Principal]; p != nil {
-				p.take(d)
-			}
-			return nil
-		})
-		if err != nil {
-			return reads, err
-		}
-		for name, p := range pending {
-			if p.done(hi) {
-				delete(pending, name)
-			}
-		}
-		lo = hi
+		return nil
+	})
+	if err != nil && !errors.Is(err, errEnough) {
+		return fmt.Errorf("decisions of %s from %s to %s: %w", plural(len(plans), "principal", "principals"), stamp(q.From), stamp(q.To), err)
 	}
-	return finish()
+	for _, p := range plans {
+		p.finish()
+	}
+	return nil
 }
 
 // decisionEvidence is the evidence of one decision.
