@@ -46,8 +46,8 @@ import (
 // what-could without its costly part): once per active principal at Now (kept as interned ids,
 // shared by the three kinds and the peer counts), once at Now−Window when it could have grown
 // enough, and once per move past its grace; the principals are judged in parallel. Paths are
-// asked only for the evidence of findings (explain per entitlement, or what-could at Now when
-// there are many), and at M−1µs and Now for a group left, whose test reads them. What-could lists the
+// made only for the evidence of findings (from the join of the model's parts, Model.Paths),
+// and asked at M−1µs and Now for a group left, whose test reads them. What-could lists the
 // first graph.MaxPaths paths of an entitlement (PathsTruncated): past that, the group test
 // judges by the paths listed.
 
@@ -209,32 +209,26 @@ func (r *pcRun) whatCould(ctx context.Context, p string, t int64) (map[pcEnt][]a
 	return m, nil
 }
 
-// pcExplainMax is how many entitlements' paths pathsAt asks one at a time (explain) rather than
-// all at once (what-could).
-const pcExplainMax = 32
-
-// pathsAt are the paths at Now of principal p to the entitlements need (at least).
-func (r *pcRun) pathsAt(ctx context.Context, p string, need []pcEnt) (map[pcEnt][]access.Path, error) {
-	slices.SortFunc(need, pcCompare)
-	need = slices.Compact(need)
-	if len(need) > pcExplainMax {
-		return r.whatCould(ctx, p, r.now)
-	}
-	out := make(map[pcEnt][]access.Path, len(need))
+// pathsAt are the paths at Now of principal p to the entitlements need (at least), in the
+// order answers list them: from the join of the model's parts (Model.Paths), which costs less
+// than asking the engine per entitlement.
+func (r *pcRun) pathsAt(p string, need []pcEnt) map[pcEnt][]access.Path {
+	want := make(map[pcEnt]bool, len(need))
 	for _, e := range need {
-		// The entitlement's action pattern, asked as an action, matches its own permission; the
-		// paths that end in another permission or grant resource are another entitlement's.
-		ans, err := r.g.Explain(ctx, access.Query{Tenant: r.in.Tenant, Principal: p, Action: e.action, Resource: e.resource, At: r.in.Now})
-		if err != nil {
-			return nil, fmt.Errorf("explain %s doing %s on %s: %w", p, e.action, e.resource, err)
-		}
-		for _, x := range ans.Paths {
-			if x.Permission == e.action && x.Grant.Resource == e.resource {
-				out[e] = append(out[e], x)
-			}
+		want[e] = true
+	}
+	ps := r.in.Model.Paths(p, func(action, resource string) bool { return want[pcEnt{action, resource}] })
+	out := make(map[pcEnt][]access.Path, len(need))
+	for _, x := range ps.Paths {
+		if x.From <= r.now && r.now < x.To {
+			e := pcEnt{x.Action, x.Resource}
+			out[e] = append(out[e], x.Path)
 		}
 	}
-	return out, nil
+	for _, paths := range out {
+		slices.SortFunc(paths, access.ComparePaths)
+	}
+	return out
 }
 
 // judge is the first pass over one active principal: its entitlements, growth and moves. It asks
@@ -376,6 +370,8 @@ func (r *pcRun) groupPeers(p *pcPrincipal) string { _, _, k, _ := r.peerSets(p);
 
 // findings is the second pass: peers, and the findings.
 func (r *pcRun) findings(ctx context.Context, ps []*pcPrincipal) ([]finding.Finding, error) {
+	// The sets' members first: what they hold is counted only in a set large enough to judge
+	// by (most sets of direct groups are one principal's).
 	peers := map[string]*pcPeers{}
 	for _, p := range ps {
 		ak, aw, gk, gw := r.peerSets(p)
@@ -385,10 +381,22 @@ func (r *pcRun) findings(ctx context.Context, ps []*pcPrincipal) ([]finding.Find
 			}
 			s := peers[k[0]]
 			if s == nil {
-				s = &pcPeers{what: k[1], holding: map[graph.EntitlementID]int{}}
+				s = &pcPeers{what: k[1]}
 				peers[k[0]] = s
 			}
 			s.members++
+		}
+	}
+	for _, p := range ps {
+		ak, _, gk, _ := r.peerSets(p)
+		for _, k := range []string{ak, gk} {
+			s := peers[k]
+			if k == "" || s.members-1 < r.cfg.MinPeers {
+				continue
+			}
+			if s.holding == nil {
+				s.holding = map[graph.EntitlementID]int{}
+			}
 			for _, e := range p.ents {
 				s.holding[e]++
 			}
@@ -476,10 +484,7 @@ func (r *pcRun) judged(ctx context.Context, p *pcPrincipal, peers map[string]*pc
 	for _, o := range odd {
 		need = append(need, o.e)
 	}
-	paths, err := r.pathsAt(ctx, p.name, need)
-	if err != nil {
-		return nil, err
-	}
+	paths := r.pathsAt(p.name, need)
 	var out []finding.Finding
 	if len(p.gained) > 0 {
 		out = append(out, r.growth(p, gained, paths))
