@@ -122,8 +122,8 @@ func benchHistory(tb testing.TB) (changes []event.Record, decisions func(yield f
 		batch := make([]event.Record, 0, 100_000)
 		for i := range nd {
 			// In arrival order, as enforcement points send them: i-th of nd over the last 120
-			// days, give or take a minute.
-			tm := end.Add(-time.Duration(span-span*int64(i)/int64(nd)) + time.Duration(r.Int64N(int64(time.Minute)))).Truncate(time.Microsecond)
+			// days, give or take a minute (span/nd first: span*i overflows int64).
+			tm := end.Add(-time.Duration(span-span/int64(nd)*int64(i)) + time.Duration(r.Int64N(int64(time.Minute)))).Truncate(time.Microsecond)
 			us := event.Micros(tm)
 			d := event.Data{Effect: event.Allow, Policy: "authz.rego"}
 			if r.IntN(100) < 4 {

@@ -26,7 +26,8 @@ func benchDecisions(n int) []event.Record {
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	recs := make([]event.Record, n)
 	for i := range recs {
-		tm := base.Add(time.Duration(i) * 30 * 24 * time.Hour / time.Duration(n)).Add(time.Duration(r.IntN(5000)) * time.Millisecond)
+		// The step first: i × 30 days overflows int64 nanoseconds past i = 3,558.
+		tm := base.Add(time.Duration(i) * (30 * 24 * time.Hour / time.Duration(n))).Add(time.Duration(r.IntN(5000)) * time.Millisecond)
 		d := event.Data{Principal: fmt.Sprintf("user:u%d", r.IntN(10000)), Action: "db.table." + actions[r.IntN(len(actions))],
 			Resource: fmt.Sprintf("db:prod%d/t%d", r.IntN(100), r.IntN(100)), Effect: event.Allow, Policy: "authz.rego",
 			Request: fmt.Sprintf("req-%016x", r.Uint64())}
