@@ -160,21 +160,24 @@ func checkUnusedGrant(ctx context.Context, in *Input) ([]finding.Finding, error)
 	if err != nil {
 		return nil, fmt.Errorf("unused grants: usage: %w", err)
 	}
-	uses := make([]ugUseRange, 0, len(inWindow)+len(all))
+	within := make([]ugUseRange, 0, len(inWindow))
 	for _, u := range inWindow {
-		uses = append(uses, ugUseRange{u.Principal, u.Action, u.Resource, event.Micros(u.First), event.Micros(u.Last), true, true})
+		within = append(within, ugUseRange{u.Principal, u.Action, u.Resource, event.Micros(u.First), event.Micros(u.Last), true, true})
 	}
+	inWindow = nil
+	var earlier []ugUseRange
 	for _, u := range all {
 		if first, last := event.Micros(u.First), event.Micros(u.Last); first < r.start {
-			uses = append(uses, ugUseRange{u.Principal, u.Action, u.Resource, first, min(last, r.start-1), last < r.start, false})
+			earlier = append(earlier, ugUseRange{u.Principal, u.Action, u.Resource, first, min(last, r.start-1), last < r.start, false})
 		}
 	}
+	all = nil
 	admin, err := adminUses(in, r.start, r.now)
 	if err != nil {
 		return nil, fmt.Errorf("unused grants: %w", err)
 	}
-	uses = append(uses, admin...)
-	if err := r.attributeAll(ctx, uses); err != nil {
+	slices.SortStableFunc(admin, ugByPrincipal)
+	if err := r.attributeAll(ctx, mergeByPrincipal(within, earlier, admin)); err != nil {
 		return nil, err
 	}
 	if slices.ContainsFunc(r.grants, r.vague) {
@@ -227,9 +230,40 @@ func (r *ugRun) vague(g *ugGrant) bool {
 	return false
 }
 
+func ugByPrincipal(a, b ugUseRange) int { return cmp.Compare(a.principal, b.principal) }
+
+// mergeByPrincipal merges runs, each sorted by principal, into one sorted by principal: on a
+// tie, the earlier run's uses first (as a stable sort of the runs one after the other).
+func mergeByPrincipal(runs ...[]ugUseRange) []ugUseRange {
+	n := 0
+	for _, run := range runs {
+		n += len(run)
+	}
+	out := make([]ugUseRange, 0, n)
+	for len(out) < n {
+		best := -1
+		for i, run := range runs {
+			if len(run) > 0 && (best < 0 || run[0].principal < runs[best][0].principal) {
+				best = i
+			}
+		}
+		// The whole stretch of that principal in that run.
+		run, p := runs[best], runs[best][0].principal
+		j := 1
+		for j < len(run) && run[j].principal == p {
+			j++
+		}
+		out = append(out, run[:j]...)
+		runs[best] = run[j:]
+	}
+	return out
+}
+
 // attributeAll credits uses, one principal at a time.
 func (r *ugRun) attributeAll(ctx context.Context, uses []ugUseRange) error {
-	slices.SortStableFunc(uses, func(a, b ugUseRange) int { return cmp.Compare(a.principal, b.principal) })
+	if !slices.IsSortedFunc(uses, ugByPrincipal) {
+		slices.SortStableFunc(uses, ugByPrincipal)
+	}
 	for i, n := 0, 0; i < len(uses); n++ {
 		if n%64 == 0 {
 			if err := ctx.Err(); err != nil {

@@ -103,6 +103,7 @@ type useKey struct{ principal, action, resource uint32 }
 type use struct {
 	first, last int64
 	count       int64
+	ord         int32 // its place in usageOrder, when that is made
 }
 
 // archived is a change or approval event as the log held it, kept for store.Reader.Events.
@@ -596,6 +597,11 @@ func (s *Store) Usage(ctx context.Context, q store.DecisionQuery) ([]store.Use, 
 		s.mu.Unlock()
 		return nil, nil
 	}
+	if q.Effect == event.Allow {
+		out := s.allowedUsage(t, q)
+		s.mu.Unlock()
+		return out, ctx.Err()
+	}
 	uses := map[useKey]*use{}
 	s.selected(t, q, 0, func(d *decision) bool {
 		k := useKey{d.principal, d.action, d.resource}
@@ -643,18 +649,53 @@ func (s *Store) totalUsage(q store.DecisionQuery) []store.Use {
 // new key, so that the analyzers' repeated reads of millions of uses do not sort them again.
 // Called with s.mu held for reading.
 func (s *Store) allUsage(t *tenant) []store.Use {
+	return s.useOut(s.usageOrdered(t))
+}
+
+// usageOrdered is t.usageOrder, made if need be. Called with s.mu held.
+func (s *Store) usageOrdered(t *tenant) []keyedUse {
 	t.orderMu.Lock()
+	defer t.orderMu.Unlock()
 	if t.usageOrder == nil {
 		kus := make([]keyedUse, 0, len(t.usage))
 		for k, u := range t.usage {
 			kus = append(kus, keyedUse{k, u})
 		}
 		s.rankUses(kus)
+		for i, ku := range kus {
+			ku.u.ord = int32(i)
+		}
 		t.usageOrder = kus
 	}
-	kus := t.usageOrder
-	t.orderMu.Unlock()
-	return s.useOut(kus)
+	return t.usageOrder
+}
+
+// allowedUsage is the use by the allowed decisions q selects. Every key of an allowed decision
+// has its running total, so the keys' order is usageOrder's: the decisions are counted in a
+// slice in that order, and no sort is needed. Called with s.mu held for writing.
+func (s *Store) allowedUsage(t *tenant, q store.DecisionQuery) []store.Use {
+	order := s.usageOrdered(t)
+	counts := make([]use, len(order))
+	n := 0
+	s.selected(t, q, 0, func(d *decision) bool {
+		c := &counts[t.usage[useKey{d.principal, d.action, d.resource}].ord]
+		if c.count == 0 {
+			c.first = d.time
+			n++
+		}
+		c.last = d.time // in event-time order
+		c.count++
+		return true
+	})
+	out := make([]store.Use, 0, n)
+	for i, c := range counts {
+		if c.count > 0 {
+			k := order[i].k
+			out = append(out, store.Use{Principal: s.strs[k.principal], Action: s.strs[k.action], Resource: s.strs[k.resource],
+				First: event.FromMicros(c.first), Last: event.FromMicros(c.last), Count: c.count})
+		}
+	}
+	return out
 }
 
 type keyedUse struct {
