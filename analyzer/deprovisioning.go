@@ -435,40 +435,61 @@ func plural(n int, one, many string) string {
 func trimFloat(f float64) string { return strings.TrimSuffix(fmt.Sprintf("%.1f", f), ".0") }
 
 // decisionsAfter finds the allowed decisions of each leaver within each of its stretches
-// (before Now), reading only those from the store (principal, effect and time pushed down).
-// Unlike shadow-access, it does not settle keys from Usage: the decisions it reads are the ones
-// it reports, and a tenant-wide Usage costs more than reading a few leavers' decisions.
+// (before Now): one read of the leavers' allowed decisions (principals, effect and time pushed
+// down), each counted in the stretch that holds it. Unlike shadow-access, it does not settle
+// keys from Usage: the decisions it reads are the ones it reports, and a tenant-wide Usage
+// costs more than reading a few leavers' decisions.
 func decisionsAfter(ctx context.Context, in *Input, idx relationEvents, leavers map[string][]leaverStretch) ([]finding.Finding, error) {
 	now := event.Micros(in.Now)
+	type stretch struct {
+		s     leaverStretch
+		to    int64
+		tally *decisionTally
+	}
 	names := make([]string, 0, len(leavers))
-	for p := range leavers {
-		names = append(names, p)
+	stretches := map[string][]*stretch{} // each leaver's, by time
+	from, to := int64(math.MaxInt64), int64(math.MinInt64)
+	for p, ss := range leavers {
+		for _, s := range ss {
+			if end := min(s.to, now); s.from < end {
+				stretches[p] = append(stretches[p], &stretch{s, end, &decisionTally{}})
+				from, to = min(from, s.from), max(to, end)
+			}
+		}
+		if len(stretches[p]) > 0 {
+			slices.SortFunc(stretches[p], func(a, b *stretch) int { return cmp.Compare(a.s.from, b.s.from) })
+			names = append(names, p)
+		}
+	}
+	if len(names) == 0 {
+		return nil, nil
 	}
 	slices.Sort(names)
-	var out []finding.Finding
-	for _, p := range names {
-		for _, s := range leavers[p] {
-			to := min(s.to, now)
-			if s.from >= to {
+	q := store.DecisionQuery{Tenant: in.Tenant, Principals: names, Effect: event.Allow, From: event.FromMicros(from), To: event.FromMicros(to)}
+	err := in.Store.Decisions(ctx, q, func(d store.Decision) error {
+		at, k := event.Micros(d.Time), useKey{d.Effect, d.Action, d.Resource}
+		for _, s := range stretches[d.Principal] {
+			if at < s.s.from || at >= s.to {
 				continue
 			}
-			t := &decisionTally{}
-			q := store.DecisionQuery{Tenant: in.Tenant, Principal: p, Effect: event.Allow, From: event.FromMicros(s.from), To: event.FromMicros(to)}
-			err := in.Store.Decisions(ctx, q, func(d store.Decision) error {
-				at, k := event.Micros(d.Time), useKey{d.Effect, d.Action, d.Resource}
-				if t.n == 0 {
-					t.first, t.firstKey = at, k
-				}
-				t.n++
-				t.last, t.lastKey = at, k
-				t.witness(d)
-				return nil
-			})
-			if err != nil {
-				return nil, fmt.Errorf("decisions of %s from %s: %w", p, stamp(q.From), err)
+			t := s.tally
+			if t.n == 0 {
+				t.first, t.firstKey = at, k
 			}
-			if t.n > 0 {
-				out = append(out, decisionsAfterFinding(in, idx, p, s, t))
+			t.n++
+			t.last, t.lastKey = at, k
+			t.witness(d)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("decisions of %s from %s: %w", plural(len(names), "leaver", "leavers"), stamp(q.From), err)
+	}
+	var out []finding.Finding
+	for _, p := range names {
+		for _, s := range stretches[p] {
+			if s.tally.n > 0 {
+				out = append(out, decisionsAfterFinding(in, idx, p, s.s, s.tally))
 			}
 		}
 	}
