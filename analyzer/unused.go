@@ -176,8 +176,7 @@ func checkUnusedGrant(ctx context.Context, in *Input) ([]finding.Finding, error)
 	if err != nil {
 		return nil, fmt.Errorf("unused grants: %w", err)
 	}
-	slices.SortStableFunc(admin, ugByPrincipal)
-	if err := r.attributeAll(ctx, mergeByPrincipal(within, earlier, admin)); err != nil {
+	if err := r.attributeAll(ctx, within, earlier, admin); err != nil {
 		return nil, err
 	}
 	if slices.ContainsFunc(r.grants, r.vague) {
@@ -232,52 +231,40 @@ func (r *ugRun) vague(g *ugGrant) bool {
 
 func ugByPrincipal(a, b ugUseRange) int { return cmp.Compare(a.principal, b.principal) }
 
-// mergeByPrincipal merges runs, each sorted by principal, into one sorted by principal: on a
-// tie, the earlier run's uses first (as a stable sort of the runs one after the other).
-func mergeByPrincipal(runs ...[]ugUseRange) []ugUseRange {
-	n := 0
+// attributeAll credits the uses of runs, one principal at a time: each run is sorted by
+// principal (if it is not), and a principal's uses are its stretch of each run, in the order
+// of the runs. The credits point into the runs.
+func (r *ugRun) attributeAll(ctx context.Context, runs ...[]ugUseRange) error {
 	for _, run := range runs {
-		n += len(run)
-	}
-	out := make([]ugUseRange, 0, n)
-	for len(out) < n {
-		best := -1
-		for i, run := range runs {
-			if len(run) > 0 && (best < 0 || run[0].principal < runs[best][0].principal) {
-				best = i
-			}
+		if !slices.IsSortedFunc(run, ugByPrincipal) {
+			slices.SortStableFunc(run, ugByPrincipal)
 		}
-		// The whole stretch of that principal in that run.
-		run, p := runs[best], runs[best][0].principal
-		j := 1
-		for j < len(run) && run[j].principal == p {
-			j++
-		}
-		out = append(out, run[:j]...)
-		runs[best] = run[j:]
 	}
-	return out
-}
-
-// attributeAll credits uses, one principal at a time.
-func (r *ugRun) attributeAll(ctx context.Context, uses []ugUseRange) error {
-	if !slices.IsSortedFunc(uses, ugByPrincipal) {
-		slices.SortStableFunc(uses, ugByPrincipal)
-	}
-	for i, n := 0, 0; i < len(uses); n++ {
+	parts := make([][]ugUseRange, len(runs))
+	for n := 0; ; n++ {
 		if n%64 == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 		}
-		j := i + 1
-		for j < len(uses) && uses[j].principal == uses[i].principal {
-			j++
+		p, found := "", false
+		for _, run := range runs {
+			if len(run) > 0 && (!found || run[0].principal < p) {
+				p, found = run[0].principal, true
+			}
 		}
-		r.attribute(uses[i].principal, uses[i:j])
-		i = j
+		if !found {
+			return nil
+		}
+		for i, run := range runs {
+			j := 0
+			for j < len(run) && run[j].principal == p {
+				j++
+			}
+			parts[i], runs[i] = run[:j], run[j:]
+		}
+		r.attribute(p, parts)
 	}
-	return nil
 }
 
 // judged collects the grants the rule judges.
@@ -338,7 +325,7 @@ func (ro *ugRole) patternsAt(t int64) []string {
 
 // attribute credits principal's uses, in the window and before it, to the judged grants that
 // were on its paths when it used them.
-func (r *ugRun) attribute(principal string, uses []ugUseRange) {
+func (r *ugRun) attribute(principal string, parts [][]ugUseRange) {
 	active := activeSpans(r.g.StatusSpans(principal, nil))
 	if len(active) == 0 {
 		return
@@ -364,17 +351,23 @@ func (r *ugRun) attribute(principal string, uses []ugUseRange) {
 	if len(cands) == 0 {
 		return
 	}
-	for i := range uses {
-		u := &uses[i]
-		anc, ok := r.ancestors[u.resource]
-		if !ok {
-			anc = event.Ancestors(u.resource)
-			r.ancestors[u.resource] = anc
+	for _, uses := range parts {
+		for i := range uses {
+			r.attributeUse(cands, &uses[i])
 		}
-		for _, res := range anc {
-			for _, c := range cands[res] {
-				r.credit(c, u)
-			}
+	}
+}
+
+// attributeUse credits use u to the candidates whose grant's resource covers its resource.
+func (r *ugRun) attributeUse(cands map[string][]ugCand, u *ugUseRange) {
+	anc, ok := r.ancestors[u.resource]
+	if !ok {
+		anc = event.Ancestors(u.resource)
+		r.ancestors[u.resource] = anc
+	}
+	for _, res := range anc {
+		for _, c := range cands[res] {
+			r.credit(c, u)
 		}
 	}
 }

@@ -103,7 +103,6 @@ type useKey struct{ principal, action, resource uint32 }
 type use struct {
 	first, last int64
 	count       int64
-	ord         int32 // its place in usageOrder, when that is made
 }
 
 // archived is a change or approval event as the log held it, kept for store.Reader.Events.
@@ -122,6 +121,8 @@ type tenant struct {
 	// usageOrder is usage's keys in order (nil: not made since a key was added); orderMu
 	// guards making it under s.mu held for reading.
 	usageOrder []keyedUse
+	// usageRuns is, with usageOrder, each principal's stretch of it, in order.
+	usageRuns []usageRun
 	orderMu    sync.Mutex
 	// byPrincipal indexes the sorted decisions by principal (nil: not built since the last
 	// change).
@@ -265,7 +266,7 @@ func (t *tenant) add(d decision) {
 	u := t.usage[k]
 	if u == nil {
 		t.usage[k] = &use{first: d.time, last: d.time, count: 1}
-		t.usageOrder = nil
+		t.usageOrder, t.usageRuns = nil, nil
 		return
 	}
 	u.first, u.last, u.count = min(u.first, d.time), max(u.last, d.time), u.count+1
@@ -528,13 +529,7 @@ func (s *Store) filterIDs(q store.DecisionQuery) (ps []uint32, a, r uint32, ok b
 // principalsSelected calls fn with each decision of the principals ps from from to to that
 // match, in order: their index lists merged (each list is in order, as the decisions are).
 func (s *Store) principalsSelected(t *tenant, ps []uint32, from, to int64, match, fn func(d *decision) bool) {
-	if t.byPrincipal == nil {
-		t.byPrincipal = map[uint32][]int32{}
-		for i := range t.decisions {
-			pi := t.decisions[i].principal
-			t.byPrincipal[pi] = append(t.byPrincipal[pi], int32(i))
-		}
-	}
+	s.indexPrincipals(t)
 	var lists [][]int32 // each principal's decisions from from on
 	for _, p := range ps {
 		idx := t.byPrincipal[p]
@@ -566,6 +561,17 @@ func (s *Store) principalsSelected(t *tenant, ps []uint32, from, to int64, match
 func sortedHas(ps []uint32, p uint32) bool {
 	_, ok := slices.BinarySearch(ps, p)
 	return ok
+}
+
+// indexPrincipals makes t.byPrincipal if need be (the decisions sorted).
+func (s *Store) indexPrincipals(t *tenant) {
+	if t.byPrincipal == nil {
+		t.byPrincipal = map[uint32][]int32{}
+		for i := range t.decisions {
+			pi := t.decisions[i].principal
+			t.byPrincipal[pi] = append(t.byPrincipal[pi], int32(i))
+		}
+	}
 }
 
 // indexHeap is lists of decision indexes, by the first of each.
@@ -652,6 +658,12 @@ func (s *Store) allUsage(t *tenant) []store.Use {
 	return s.useOut(s.usageOrdered(t))
 }
 
+// usageRun is a principal's stretch [lo, hi) of usageOrder.
+type usageRun struct {
+	principal uint32
+	lo, hi    int
+}
+
 // usageOrdered is t.usageOrder, made if need be. Called with s.mu held.
 func (s *Store) usageOrdered(t *tenant) []keyedUse {
 	t.orderMu.Lock()
@@ -662,37 +674,75 @@ func (s *Store) usageOrdered(t *tenant) []keyedUse {
 			kus = append(kus, keyedUse{k, u})
 		}
 		s.rankUses(kus)
+		var runs []usageRun
 		for i, ku := range kus {
-			ku.u.ord = int32(i)
+			if n := len(runs); n == 0 || runs[n-1].principal != ku.k.principal {
+				runs = append(runs, usageRun{principal: ku.k.principal, lo: i})
+			}
+			runs[len(runs)-1].hi = i + 1
 		}
-		t.usageOrder = kus
+		t.usageOrder, t.usageRuns = kus, runs
 	}
 	return t.usageOrder
 }
 
 // allowedUsage is the use by the allowed decisions q selects. Every key of an allowed decision
-// has its running total, so the keys' order is usageOrder's: the decisions are counted in a
-// slice in that order, and no sort is needed. Called with s.mu held for writing.
+// has its running total, so the keys and their order are usageOrder's: each principal's
+// decisions (through its index) are counted in a slice of its stretch of it, found by a small
+// map — a principal's handful of keys stay in the cache, where one tenant-wide map or slice
+// would miss it at nearly every decision — and no sort is needed. Called with s.mu held for
+// writing.
 func (s *Store) allowedUsage(t *tenant, q store.DecisionQuery) []store.Use {
+	ps, a, r, ok := s.filterIDs(q)
+	if !ok {
+		return nil
+	}
+	from, to := int64(math.MinInt64), int64(math.MaxInt64)
+	if !q.From.IsZero() {
+		from = event.Micros(q.From)
+	}
+	if !q.To.IsZero() {
+		to = event.Micros(q.To)
+	}
+	s.sortDecisions(t)
+	s.indexPrincipals(t)
 	order := s.usageOrdered(t)
-	counts := make([]use, len(order))
-	n := 0
-	s.selected(t, q, 0, func(d *decision) bool {
-		c := &counts[t.usage[useKey{d.principal, d.action, d.resource}].ord]
-		if c.count == 0 {
-			c.first = d.time
-			n++
+	var out []store.Use
+	place := map[[2]uint32]int{}
+	var counts []use
+	for _, run := range t.usageRuns {
+		if ps != nil && !sortedHas(ps, run.principal) {
+			continue
 		}
-		c.last = d.time // in event-time order
-		c.count++
-		return true
-	})
-	out := make([]store.Use, 0, n)
-	for i, c := range counts {
-		if c.count > 0 {
-			k := order[i].k
-			out = append(out, store.Use{Principal: s.strs[k.principal], Action: s.strs[k.action], Resource: s.strs[k.resource],
-				First: event.FromMicros(c.first), Last: event.FromMicros(c.last), Count: c.count})
+		clear(place)
+		for i := run.lo; i < run.hi; i++ {
+			place[[2]uint32{order[i].k.action, order[i].k.resource}] = i - run.lo
+		}
+		counts = slices.Grow(counts[:0], run.hi-run.lo)[:run.hi-run.lo]
+		clear(counts)
+		idx := t.byPrincipal[run.principal]
+		lo, _ := slices.BinarySearchFunc(idx, from, func(i int32, t0 int64) int { return cmp.Compare(t.decisions[i].time, t0) })
+		for _, i := range idx[lo:] {
+			d := &t.decisions[i]
+			if d.time >= to {
+				break
+			}
+			if !d.allowed() || (a != 0 && d.action != a) || (r != 0 && d.resource != r) {
+				continue
+			}
+			c := &counts[place[[2]uint32{d.action, d.resource}]]
+			if c.count == 0 {
+				c.first = d.time
+			}
+			c.last = d.time // in event-time order
+			c.count++
+		}
+		for j, c := range counts {
+			if c.count > 0 {
+				k := order[run.lo+j].k
+				out = append(out, store.Use{Principal: s.strs[k.principal], Action: s.strs[k.action], Resource: s.strs[k.resource],
+					First: event.FromMicros(c.first), Last: event.FromMicros(c.last), Count: c.count})
+			}
 		}
 	}
 	return out
