@@ -46,10 +46,9 @@ import (
 // a path held over only part of [first, last] the rule counts the grant as used if that part
 // overlaps [first, last] (it never calls a grant unused that may have been used), and the last
 // use through it is then known only to be no later than the end of the overlap (said so in the
-// evidence, and last_used_exact false). Before the window, the all-time aggregates pin down the
-// last use of a (principal, action, resource) only when it was not used since; when a grant to
-// report was credited such a vague use, the rule asks the store for the aggregates before the
-// window and credits them again.
+// evidence, and last_used_exact false). The uses are read in two stretches, the window and
+// before it, so that a use before the window is known up to its last time there, whether or not
+// it was used since.
 
 var ugAlways = []Span{{-1 << 62, graph.Forever}}
 
@@ -105,7 +104,6 @@ type ugGrant struct {
 	// Before the window: the last use, and per permission pattern (role grants).
 	lastBefore ugUse
 	lastPerm   map[string]int64
-	vaguePerm  map[string]bool // whether lastPerm is only known not to be later
 }
 
 func (g *ugGrant) ref() access.GrantRef {
@@ -153,52 +151,26 @@ func checkUnusedGrant(ctx context.Context, in *Input) ([]finding.Finding, error)
 	if err != nil {
 		return nil, fmt.Errorf("unused grants: usage in the window: %w", err)
 	}
-	// Before the window: the all-time aggregates (which the store keeps running). A use whose
-	// last time is before the window is known exactly; one also used since is known to have
-	// happened at its first time, and perhaps up to the window's start.
-	all, err := in.Store.Usage(ctx, store.DecisionQuery{Tenant: in.Tenant})
+	before, err := in.Store.Usage(ctx, store.DecisionQuery{Tenant: in.Tenant, To: in.Now.Add(-window)})
 	if err != nil {
-		return nil, fmt.Errorf("unused grants: usage: %w", err)
+		return nil, fmt.Errorf("unused grants: usage before the window: %w", err)
 	}
 	within := make([]ugUseRange, 0, len(inWindow))
 	for _, u := range inWindow {
 		within = append(within, ugUseRange{u.Principal, u.Action, u.Resource, event.Micros(u.First), event.Micros(u.Last), true, true})
 	}
 	inWindow = nil
-	var earlier []ugUseRange
-	for _, u := range all {
-		if first, last := event.Micros(u.First), event.Micros(u.Last); first < r.start {
-			earlier = append(earlier, ugUseRange{u.Principal, u.Action, u.Resource, first, min(last, r.start-1), last < r.start, false})
-		}
+	earlier := make([]ugUseRange, 0, len(before))
+	for _, u := range before {
+		earlier = append(earlier, ugUseRange{u.Principal, u.Action, u.Resource, event.Micros(u.First), event.Micros(u.Last), true, false})
 	}
-	all = nil
+	before = nil
 	admin, err := adminUses(in, r.start, r.now)
 	if err != nil {
 		return nil, fmt.Errorf("unused grants: %w", err)
 	}
 	if err := r.attributeAll(ctx, within, earlier, admin); err != nil {
 		return nil, err
-	}
-	if slices.ContainsFunc(r.grants, r.vague) {
-		// A grant to report was last used before the window at a time the aggregates do not
-		// pin down: ask for the use before the window itself, and credit it again.
-		if in.Log != nil {
-			in.Log.Debug("unused grants: asking for the use before the window", "tenant", in.Tenant)
-		}
-		before, err := in.Store.Usage(ctx, store.DecisionQuery{Tenant: in.Tenant, To: in.Now.Add(-window)})
-		if err != nil {
-			return nil, fmt.Errorf("unused grants: usage before the window: %w", err)
-		}
-		uses := make([]ugUseRange, 0, len(before)) // a new slice: the credits point into the old
-		for _, u := range before {
-			uses = append(uses, ugUseRange{u.Principal, u.Action, u.Resource, event.Micros(u.First), event.Micros(u.Last), true, false})
-		}
-		for _, g := range r.grants {
-			g.lastBefore, g.lastPerm, g.vaguePerm = ugUse{}, nil, nil
-		}
-		if err := r.attributeAll(ctx, uses); err != nil {
-			return nil, err
-		}
 	}
 	return r.findings(ctx)
 }
@@ -209,24 +181,6 @@ type ugUseRange struct {
 	principal, action, resource string
 	first, last                 int64
 	exact, inWindow             bool
-}
-
-// vague reports whether what g's finding would say of its last use before the window is known
-// only not to be later: its last use, for an unused grant; that of a permission not used in the
-// window, for a role grant used in part.
-func (r *ugRun) vague(g *ugGrant) bool {
-	if !g.used {
-		return g.lastBefore.at != 0 && !g.lastBefore.exact
-	}
-	if g.role == "" {
-		return false
-	}
-	for _, p := range r.role(g.role).patternsAt(r.now) {
-		if !g.usedPerms[p] && g.vaguePerm[p] {
-			return true
-		}
-	}
-	return false
 }
 
 func ugByPrincipal(a, b ugUseRange) int { return cmp.Compare(a.principal, b.principal) }
@@ -392,12 +346,10 @@ func (r *ugRun) credit(c ugCand, u *ugUseRange) {
 		g.lastBefore.later(at, exact, u)
 		if perm != "" {
 			if g.lastPerm == nil {
-				g.lastPerm, g.vaguePerm = map[string]int64{}, map[string]bool{}
+				g.lastPerm = map[string]int64{}
 			}
 			if last, ok := g.lastPerm[perm]; !ok || at > last {
-				g.lastPerm[perm], g.vaguePerm[perm] = at, !exact
-			} else if at == last && exact {
-				g.vaguePerm[perm] = false
+				g.lastPerm[perm] = at
 			}
 		}
 	}
