@@ -18,6 +18,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -707,13 +708,30 @@ func (s *Store) allowedUsage(t *tenant, q store.DecisionQuery) []store.Use {
 	s.sortDecisions(t)
 	s.indexPrincipals(t)
 	order := s.usageOrdered(t)
+	runs := t.usageRuns
+	if ps != nil {
+		runs = slices.DeleteFunc(slices.Clone(runs), func(r usageRun) bool { return !sortedHas(ps, r.principal) })
+	}
+	// The principals in as many parts as there are cores, counted side by side.
+	parts := make([][]store.Use, min(runtime.GOMAXPROCS(0), max(len(runs)/256, 1)))
+	var wg sync.WaitGroup
+	for w := range parts {
+		wg.Go(func() {
+			lo, hi := len(runs)*w/len(parts), len(runs)*(w+1)/len(parts)
+			parts[w] = s.countUses(t, order, runs[lo:hi], a, r, from, to)
+		})
+	}
+	wg.Wait()
+	return slices.Concat(parts...)
+}
+
+// countUses is the use by the allowed decisions of the principals of runs within [from, to),
+// of action a and resource r (0: any): see allowedUsage.
+func (s *Store) countUses(t *tenant, order []keyedUse, runs []usageRun, a, r uint32, from, to int64) []store.Use {
 	var out []store.Use
 	place := map[[2]uint32]int{}
 	var counts []use
-	for _, run := range t.usageRuns {
-		if ps != nil && !sortedHas(ps, run.principal) {
-			continue
-		}
+	for _, run := range runs {
 		clear(place)
 		for i := run.lo; i < run.hi; i++ {
 			place[[2]uint32{order[i].k.action, order[i].k.resource}] = i - run.lo
