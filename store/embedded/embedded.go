@@ -124,7 +124,7 @@ type tenant struct {
 	usageOrder []keyedUse
 	// usageRuns is, with usageOrder, each principal's stretch of it, in order.
 	usageRuns []usageRun
-	orderMu    sync.Mutex
+	orderMu   sync.Mutex
 	// byPrincipal indexes the sorted decisions by principal (nil: not built since the last
 	// change).
 	byPrincipal map[uint32][]int32
