@@ -643,6 +643,17 @@ func (s *Store) totalUsage(q store.DecisionQuery) []store.Use {
 	if ps == nil && a == 0 && r == 0 {
 		return s.allUsage(t)
 	}
+	if a == 0 && r == 0 {
+		// Principals' uses: their stretches of the ordered totals.
+		order := s.usageOrdered(t)
+		var kus []keyedUse
+		for _, run := range t.usageRuns {
+			if sortedHas(ps, run.principal) {
+				kus = append(kus, order[run.lo:run.hi]...)
+			}
+		}
+		return s.useOut(kus)
+	}
 	var kus []keyedUse
 	for k, u := range t.usage {
 		if (ps == nil || sortedHas(ps, k.principal)) && (a == 0 || k.action == a) && (r == 0 || k.resource == r) {
