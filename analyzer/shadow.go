@@ -140,68 +140,28 @@ func couldEach(m *Model, principal string, keys []entitlementKey) [][]Span {
 // checkShadowAccess is the rule: see the top of the file.
 func checkShadowAccess(ctx context.Context, in *Input) ([]finding.Finding, error) {
 	now := event.Micros(in.Now)
-	// Every key's use, allowed and denied, each sorted by principal (as the stores give them),
-	// walked one principal at a time.
-	var uses [2][]store.Use
-	for i, effect := range []string{event.Allow, event.Deny} {
-		us, err := in.Store.Usage(ctx, store.DecisionQuery{Tenant: in.Tenant, Effect: effect})
-		if err != nil {
-			return nil, fmt.Errorf("usage (%s): %w", effect, err)
-		}
-		byPrincipal := func(a, b store.Use) int { return cmp.Compare(a.Principal, b.Principal) }
-		if !slices.IsSortedFunc(us, byPrincipal) {
-			slices.SortStableFunc(us, byPrincipal)
-		}
-		uses[i] = us
-	}
-	// The principals' uses, then their plans: one join each, on every core (the joins only
-	// read the model).
 	type group struct {
 		p    string
 		a, d []store.Use
 	}
-	var groups []group
-	for a, d := uses[0], uses[1]; len(a) > 0 || len(d) > 0; {
-		var p string
-		switch {
-		case len(d) == 0 || len(a) > 0 && a[0].Principal <= d[0].Principal:
-			p = a[0].Principal
-		default:
-			p = d[0].Principal
-		}
-		na, nd := 0, 0
-		for na < len(a) && a[na].Principal == p {
-			na++
-		}
-		for nd < len(d) && d[nd].Principal == p {
-			nd++
-		}
-		groups = append(groups, group{p, a[:na], d[:nd]})
-		a, d = a[na:], d[nd:]
-	}
-	uses = [2][]store.Use{}
 	// A batch of principals at a time (what a batch's plans hold is dropped before the next):
 	// their plans, made on every core (the joins only read the model), one read of their
 	// decisions, their findings.
-	principals, reads := len(groups), 0
+	principals, reads := 0, 0
 	var out []finding.Finding
 	in.Model.sharedParts() // made once, before the goroutines read it
-	for len(groups) > 0 {
-		n, nuses := 0, 0
-		for n < len(groups) && n < shadowBatch && nuses < shadowBatchUses {
-			nuses += len(groups[n].a) + len(groups[n].d)
-			n++
-		}
-		batch := groups[:n]
+	var batch []group
+	nuses := 0
+	judge := func() error {
 		all := make([]*tallyPlan, len(batch))
 		if err := parallel(ctx, len(batch), func(i int) error {
 			all[i] = shadowPlan(in, batch[i].p, batch[i].a, batch[i].d, now)
 			return nil
 		}); err != nil {
-			return nil, err
+			return err
 		}
-		clear(groups[:n]) // their uses are not needed again
-		groups = groups[n:]
+		principals += len(batch)
+		batch, nuses = batch[:0], 0
 		var plans []*tallyPlan
 		for _, plan := range all {
 			if plan != nil {
@@ -209,7 +169,7 @@ func checkShadowAccess(ctx context.Context, in *Input) ([]finding.Finding, error
 			}
 		}
 		if err := readTallies(ctx, in, plans); err != nil {
-			return nil, err
+			return err
 		}
 		if len(plans) > 0 {
 			reads++
@@ -221,11 +181,85 @@ func checkShadowAccess(ctx context.Context, in *Input) ([]finding.Finding, error
 				}
 				f, err := shadowFinding(ctx, in, plan, tl)
 				if err != nil {
-					return nil, err
+					return err
 				}
 				out = append(out, f)
 			}
 		}
+		return nil
+	}
+	add := func(g group) error {
+		batch = append(batch, g)
+		if nuses += len(g.a) + len(g.d); len(batch) >= shadowBatch || nuses >= shadowBatchUses {
+			return judge()
+		}
+		return nil
+	}
+	// The denied uses (few) first, by principal; then the allowed ones stream in principal
+	// order (millions: never all held), each principal's joined with its denied ones.
+	var denied []store.Use
+	if err := in.Store.Usage(ctx, store.DecisionQuery{Tenant: in.Tenant, Effect: event.Deny}, func(u store.Use) error {
+		denied = append(denied, u)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("usage (denied): %w", err)
+	}
+	slices.SortStableFunc(denied, func(a, b store.Use) int { return cmp.Compare(a.Principal, b.Principal) })
+	// deniedUpTo sends the principals with denied uses alone before p ("": all that are left).
+	deniedUpTo := func(p string) error {
+		for len(denied) > 0 && (p == "" || denied[0].Principal < p) {
+			n := 1
+			for n < len(denied) && denied[n].Principal == denied[0].Principal {
+				n++
+			}
+			if err := add(group{p: denied[0].Principal, d: denied[:n:n]}); err != nil {
+				return err
+			}
+			denied = denied[n:]
+		}
+		return nil
+	}
+	var cur group
+	flush := func() error {
+		if cur.p == "" {
+			return nil
+		}
+		if err := deniedUpTo(cur.p); err != nil {
+			return err
+		}
+		n := 0
+		for n < len(denied) && denied[n].Principal == cur.p {
+			n++
+		}
+		cur.d, denied = denied[:n:n], denied[n:]
+		g := cur
+		cur = group{}
+		return add(g)
+	}
+	err := in.Store.Usage(ctx, store.DecisionQuery{Tenant: in.Tenant, Effect: event.Allow}, func(u store.Use) error {
+		if u.Principal != cur.p {
+			if u.Principal < cur.p {
+				return fmt.Errorf("usage not in principal order: %s after %s", u.Principal, cur.p)
+			}
+			if err := flush(); err != nil {
+				return err
+			}
+			cur.p = u.Principal
+		}
+		cur.a = append(cur.a, u)
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err == nil {
+		err = deniedUpTo("")
+	}
+	if err == nil && len(batch) > 0 {
+		err = judge()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("shadow access: %w", err)
 	}
 	if in.Log != nil {
 		in.Log.Debug("shadow access judged", "tenant", in.Tenant, "principals", principals, "batches_read", reads,

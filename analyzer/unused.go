@@ -147,24 +147,23 @@ func checkUnusedGrant(ctx context.Context, in *Input) ([]finding.Finding, error)
 	if len(r.grants) == 0 {
 		return nil, nil
 	}
-	inWindow, err := in.Store.Usage(ctx, store.DecisionQuery{Tenant: in.Tenant, From: in.Now.Add(-window), To: in.Now})
+	// The use in the window, and before it: a use before the window is known up to its last
+	// time there, whether or not it was used since.
+	var within, earlier []ugUseRange
+	err := in.Store.Usage(ctx, store.DecisionQuery{Tenant: in.Tenant, From: in.Now.Add(-window), To: in.Now}, func(u store.Use) error {
+		within = append(within, ugUseRange{u.Principal, u.Action, u.Resource, event.Micros(u.First), event.Micros(u.Last), true, true})
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("unused grants: usage in the window: %w", err)
 	}
-	before, err := in.Store.Usage(ctx, store.DecisionQuery{Tenant: in.Tenant, To: in.Now.Add(-window)})
+	err = in.Store.Usage(ctx, store.DecisionQuery{Tenant: in.Tenant, To: in.Now.Add(-window)}, func(u store.Use) error {
+		earlier = append(earlier, ugUseRange{u.Principal, u.Action, u.Resource, event.Micros(u.First), event.Micros(u.Last), true, false})
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("unused grants: usage before the window: %w", err)
 	}
-	within := make([]ugUseRange, 0, len(inWindow))
-	for _, u := range inWindow {
-		within = append(within, ugUseRange{u.Principal, u.Action, u.Resource, event.Micros(u.First), event.Micros(u.Last), true, true})
-	}
-	inWindow = nil
-	earlier := make([]ugUseRange, 0, len(before))
-	for _, u := range before {
-		earlier = append(earlier, ugUseRange{u.Principal, u.Action, u.Resource, event.Micros(u.First), event.Micros(u.Last), true, false})
-	}
-	before = nil
 	admin, err := adminUses(in, r.start, r.now)
 	if err != nil {
 		return nil, fmt.Errorf("unused grants: %w", err)

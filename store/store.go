@@ -35,10 +35,11 @@ type Reader interface {
 	Position(ctx context.Context) (uint64, error)
 	// Decisions calls fn for each decision matching q, in event-time order.
 	Decisions(ctx context.Context, q DecisionQuery, fn func(Decision) error) error
-	// Usage lists the use of each (principal, action, resource) matching q: when it was first
-	// and last used and how often. An empty q.Effect counts allowed decisions; q.From and q.To
-	// bound the decisions counted.
-	Usage(ctx context.Context, q DecisionQuery) ([]Use, error)
+	// Usage calls fn with the use of each (principal, action, resource) matching q, in that
+	// order: when it was first and last used and how often. An empty q.Effect counts allowed
+	// decisions; q.From and q.To bound the decisions counted. The uses stream: a tenant's run to
+	// millions. When fn returns an error Usage stops and returns it.
+	Usage(ctx context.Context, q DecisionQuery, fn func(Use) error) error
 	// Events calls fn with each event of tenant that is not a decision (the change and approval
 	// events, with their actors and approvals), in log order, up to Position.
 	Events(ctx context.Context, tenant string, fn func(event.Record) error) error

@@ -211,8 +211,8 @@ func stateOf(t *testing.T, s *clickhouse.Store, db string, recs []event.Record) 
 		}); err != nil {
 			t.Fatal(err)
 		}
-		us, err := s.Usage(ctx, store.DecisionQuery{Tenant: tn})
-		if err != nil {
+		var us []store.Use
+		if err := s.Usage(ctx, store.DecisionQuery{Tenant: tn}, func(u store.Use) error { us = append(us, u); return nil }); err != nil {
 			t.Fatal(err)
 		}
 		st.usage[tn] = us

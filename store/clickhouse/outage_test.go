@@ -131,8 +131,8 @@ func TestServerOutage(t *testing.T) {
 	if err != nil || n != 10000 || allowed != 8000 {
 		t.Fatalf("decisions after the outage: %d (%d allowed), %v; want 10000 (8000)", n, allowed, err)
 	}
-	uses, err := st.Usage(ctx, store.DecisionQuery{Tenant: event.DefaultTenant})
-	if err != nil {
+	var uses []store.Use
+	if err := st.Usage(ctx, store.DecisionQuery{Tenant: event.DefaultTenant}, func(u store.Use) error { uses = append(uses, u); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	var count int64

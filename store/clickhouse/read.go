@@ -127,7 +127,7 @@ func (s *Store) Decisions(ctx context.Context, q store.DecisionQuery, fn func(st
 // Usage implements store.Reader. The use of every allowed decision ever recorded is read from
 // the usage aggregates; any other (the denied decisions, or a stretch of event time) is
 // counted over the decisions table, the filters pushed into its WHERE clause.
-func (s *Store) Usage(ctx context.Context, q store.DecisionQuery) ([]store.Use, error) {
+func (s *Store) Usage(ctx context.Context, q store.DecisionQuery, fn func(store.Use) error) error {
 	var sql strings.Builder
 	var args []any
 	if q.From.IsZero() && q.To.IsZero() && (q.Effect == "" || q.Effect == event.Allow) {
@@ -140,36 +140,47 @@ func (s *Store) Usage(ctx context.Context, q store.DecisionQuery) ([]store.Use, 
 		sql.WriteString(qUsageOfDecisions)
 		var ok bool
 		if args, ok = decisionsWhere(&sql, q); !ok {
-			return nil, nil
+			return nil
 		}
 		// A large grouping spills to disk rather than failing on the server's memory limit.
 		ctx = ch.Context(ctx, ch.WithSettings(ch.Settings{"max_bytes_before_external_group_by": externalSortBytes}))
 	}
 	sql.WriteString(qUsageGroup)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	conn, err := s.reader(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	rows, err := conn.Query(ctx, sql.String(), args...)
 	if err != nil {
-		return nil, fmt.Errorf("clickhouse: usage: %w", err)
+		return fmt.Errorf("clickhouse: usage: %w", err)
 	}
-	defer rows.Close()
-	var out []store.Use
+	stopped := false
+	defer func() {
+		if stopped {
+			cancel() // else Close reads the rest of the result
+		}
+		rows.Close()
+	}()
 	for rows.Next() {
 		var u store.Use
 		var first, last int64
 		var n uint64
 		if err := rows.Scan(&u.Principal, &u.Action, &u.Resource, &first, &last, &n); err != nil {
-			return nil, fmt.Errorf("clickhouse: usage: %w", err)
+			stopped = true
+			return fmt.Errorf("clickhouse: usage: %w", err)
 		}
 		u.First, u.Last, u.Count = event.FromMicros(first), event.FromMicros(last), int64(n)
-		out = append(out, u)
+		if err := fn(u); err != nil {
+			stopped = true
+			return err
+		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("clickhouse: usage: %w", err)
+		return fmt.Errorf("clickhouse: usage: %w", err)
 	}
-	return out, nil
+	return nil
 }
 
 // Approval implements store.Reader: the request's events replayed in log order, the answers

@@ -590,11 +590,30 @@ func (h *indexHeap) Pop() any {
 }
 
 // Usage implements store.Reader: from the running totals of allowed decisions when q counts
-// them all, else by counting, in place, the decisions q selects.
-func (s *Store) Usage(ctx context.Context, q store.DecisionQuery) ([]store.Use, error) {
+// them all (every key of the tenant: copied out in pages, fn called without the lock), else by
+// counting, in place, the decisions q selects.
+func (s *Store) Usage(ctx context.Context, q store.DecisionQuery, fn func(store.Use) error) error {
+	var out []store.Use
+	var err error
 	if q.From.IsZero() && q.To.IsZero() && (q.Effect == "" || q.Effect == event.Allow) {
-		return s.totalUsage(q), nil
+		if q.Principal == "" && len(q.Principals) == 0 && q.Action == "" && q.Resource == "" {
+			return s.allUsage(ctx, q.Tenant, fn)
+		}
+		out = s.totalUsage(q)
+	} else {
+		out, err = s.countedUsage(ctx, q)
 	}
+	for _, u := range out {
+		if err != nil {
+			return err
+		}
+		err = fn(u)
+	}
+	return err
+}
+
+// countedUsage is the use by the decisions q selects (within bounds of time, or denied).
+func (s *Store) countedUsage(ctx context.Context, q store.DecisionQuery) ([]store.Use, error) {
 	if q.Effect == "" {
 		q.Effect = event.Allow
 	}
@@ -640,9 +659,6 @@ func (s *Store) totalUsage(q store.DecisionQuery) []store.Use {
 	if !ok {
 		return nil
 	}
-	if ps == nil && a == 0 && r == 0 {
-		return s.allUsage(t)
-	}
 	if a == 0 && r == 0 {
 		// Principals' uses: their stretches of the ordered totals.
 		order := s.usageOrdered(t)
@@ -663,11 +679,34 @@ func (s *Store) totalUsage(q store.DecisionQuery) []store.Use {
 	return s.usesOut(kus)
 }
 
-// allUsage is every use of t, in order: the order is kept (usageOrder) until a decision adds a
-// new key, so that the analyzers' repeated reads of millions of uses do not sort them again.
-// Called with s.mu held for reading.
-func (s *Store) allUsage(t *tenant) []store.Use {
-	return s.useOut(s.usageOrdered(t))
+// allUsage calls fn with every use of tenant, in order: the order is kept (usageOrder) until a
+// decision adds a new key, so that the analyzers' repeated reads of millions of uses do not sort
+// them again. The uses are copied out in pages under the lock, and fn called without it; a key
+// added meanwhile is not sent.
+func (s *Store) allUsage(ctx context.Context, tenant string, fn func(store.Use) error) error {
+	const page = 4096
+	s.mu.RLock()
+	t := s.tenants[tenantName(tenant)]
+	if t == nil {
+		s.mu.RUnlock()
+		return nil
+	}
+	order := s.usageOrdered(t)
+	s.mu.RUnlock()
+	for lo := 0; lo < len(order); lo += page {
+		s.mu.RLock()
+		out := s.useOut(order[lo:min(lo+page, len(order))])
+		s.mu.RUnlock()
+		for _, u := range out {
+			if err := fn(u); err != nil {
+				return err
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // usageRun is a principal's stretch [lo, hi) of usageOrder.

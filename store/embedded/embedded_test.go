@@ -92,7 +92,8 @@ func TestDecisionsUsageApprovals(t *testing.T) {
 	if len(ds) != 3 || ds[0].ID != "2" || ds[0].Reason != "rule 7" || ds[2].Effect != "deny" {
 		t.Fatalf("decisions in event-time order: %+v", ds)
 	}
-	us, _ := s.Usage(ctx, store.DecisionQuery{})
+	var us []store.Use
+	s.Usage(ctx, store.DecisionQuery{}, func(u store.Use) error { us = append(us, u); return nil })
 	if len(us) != 1 || us[0].Count != 2 || !us[0].Last.Equal(at("2026-01-02T00:00:00Z")) || !us[0].First.Equal(at("2026-01-01T00:00:00Z")) {
 		t.Fatalf("usage counts allowed decisions only: %+v", us)
 	}

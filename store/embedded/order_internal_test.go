@@ -87,8 +87,8 @@ func TestDecisionOrder(t *testing.T) {
 		if !slices.EqualFunc(got, want, eqBut) {
 			t.Fatalf("after batch %d: user:u1's allowed decisions: %d read, %d applied, or out of order", batch, len(got), len(want))
 		}
-		uses, err := s.Usage(ctx, store.DecisionQuery{Principal: "user:u1"})
-		if err != nil {
+		var uses []store.Use
+		if err := s.Usage(ctx, store.DecisionQuery{Principal: "user:u1"}, func(u store.Use) error { uses = append(uses, u); return nil }); err != nil {
 			t.Fatal(err)
 		}
 		if len(want) > 0 && (len(uses) != 1 || uses[0].Count != int64(len(want)) || !uses[0].First.Equal(want[0].Time) ||

@@ -261,12 +261,9 @@ func getDecisions(t *testing.T, s store.Reader, q store.DecisionQuery) []store.D
 
 func getUsage(t *testing.T, s store.Reader, q store.DecisionQuery) []store.Use {
 	t.Helper()
-	us, err := s.Usage(context.Background(), q)
-	if err != nil {
+	us := []store.Use{}
+	if err := s.Usage(context.Background(), q, func(u store.Use) error { us = append(us, u); return nil }); err != nil {
 		t.Fatalf("usage %+v: %v", q, err)
-	}
-	if us == nil {
-		us = []store.Use{}
 	}
 	return us
 }
@@ -419,6 +416,18 @@ func (s *suite) testUsage(t *testing.T) {
 		same(t, fmt.Sprintf("usage %+v", q), getUsage(t, st, q), wantUsage(h.recs, q))
 	}
 	same(t, "usage of allowed decisions, named", getUsage(t, st, store.DecisionQuery{Effect: event.Allow}), all)
+	// fn stopping: Usage stops, and returns its error, on every path.
+	stop := errors.New("enough")
+	for _, q := range []store.DecisionQuery{{}, {Principal: "user:a"}, {From: base}, {Effect: event.Deny}} {
+		calls := 0
+		err := st.Usage(context.Background(), q, func(store.Use) error {
+			calls++
+			return stop
+		})
+		if !errors.Is(err, stop) || calls != 1 {
+			t.Errorf("usage %+v with fn stopping at the first use: %d calls, %v; want 1 call and its error", q, calls, err)
+		}
+	}
 }
 
 // Usage honours the effect and the bounds of event time, [From, To), like Decisions.
