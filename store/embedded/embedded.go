@@ -128,7 +128,10 @@ type tenant struct {
 	// byPrincipal indexes the sorted decisions by principal (nil: not built since the last
 	// change).
 	byPrincipal map[uint32][]int32
-	usage       map[useKey]*use
+	// usage is the running totals of allowed decisions: each key's place in uses (no pointers:
+	// millions of keys the collector need not scan).
+	usage map[useKey]int32
+	uses  []use
 	approvals   map[string]*store.Approval
 }
 
@@ -201,7 +204,7 @@ func (s *Store) intern(str string) uint32 {
 func (s *Store) tenant(name string) *tenant {
 	t := s.tenants[name]
 	if t == nil {
-		t = &tenant{graph: graph.New(), usage: map[useKey]*use{}, approvals: map[string]*store.Approval{}, sorted: true}
+		t = &tenant{graph: graph.New(), usage: map[useKey]int32{}, approvals: map[string]*store.Approval{}, sorted: true}
 		s.tenants[name] = t
 	}
 	return t
@@ -264,12 +267,14 @@ func (t *tenant) add(d decision) {
 		return
 	}
 	k := useKey{d.principal, d.action, d.resource}
-	u := t.usage[k]
-	if u == nil {
-		t.usage[k] = &use{first: d.time, last: d.time, count: 1}
+	i, ok := t.usage[k]
+	if !ok {
+		t.usage[k] = int32(len(t.uses))
+		t.uses = append(t.uses, use{first: d.time, last: d.time, count: 1})
 		t.usageOrder, t.usageRuns = nil, nil
 		return
 	}
+	u := &t.uses[i]
 	u.first, u.last, u.count = min(u.first, d.time), max(u.last, d.time), u.count+1
 }
 
@@ -628,22 +633,24 @@ func (s *Store) countedUsage(ctx context.Context, q store.DecisionQuery) ([]stor
 		s.mu.Unlock()
 		return out, ctx.Err()
 	}
-	uses := map[useKey]*use{}
+	at := map[useKey]int32{}
+	var uses []use
 	s.selected(t, q, 0, func(d *decision) bool {
 		k := useKey{d.principal, d.action, d.resource}
-		if u := uses[k]; u != nil {
-			u.last = d.time // in event-time order
-			u.count++
+		if i, ok := at[k]; ok {
+			uses[i].last = d.time // in event-time order
+			uses[i].count++
 		} else {
-			uses[k] = &use{first: d.time, last: d.time, count: 1}
+			at[k] = int32(len(uses))
+			uses = append(uses, use{first: d.time, last: d.time, count: 1})
 		}
 		return true
 	})
-	kus := make([]keyedUse, 0, len(uses))
-	for k, u := range uses {
-		kus = append(kus, keyedUse{k, u})
+	kus := make([]keyedUse, 0, len(at))
+	for k, i := range at {
+		kus = append(kus, keyedUse{k, i})
 	}
-	out := s.usesOut(kus)
+	out := s.usesOut(uses, kus)
 	s.mu.Unlock()
 	return out, ctx.Err()
 }
@@ -668,15 +675,15 @@ func (s *Store) totalUsage(q store.DecisionQuery) []store.Use {
 				kus = append(kus, order[run.lo:run.hi]...)
 			}
 		}
-		return s.useOut(kus)
+		return s.useOut(t.uses, kus)
 	}
 	var kus []keyedUse
-	for k, u := range t.usage {
+	for k, i := range t.usage {
 		if (ps == nil || sortedHas(ps, k.principal)) && (a == 0 || k.action == a) && (r == 0 || k.resource == r) {
-			kus = append(kus, keyedUse{k, u})
+			kus = append(kus, keyedUse{k, i})
 		}
 	}
-	return s.usesOut(kus)
+	return s.usesOut(t.uses, kus)
 }
 
 // allUsage calls fn with every use of tenant, in order: the order is kept (usageOrder) until a
@@ -695,7 +702,7 @@ func (s *Store) allUsage(ctx context.Context, tenant string, fn func(store.Use) 
 	s.mu.RUnlock()
 	for lo := 0; lo < len(order); lo += page {
 		s.mu.RLock()
-		out := s.useOut(order[lo:min(lo+page, len(order))])
+		out := s.useOut(t.uses, order[lo:min(lo+page, len(order))])
 		s.mu.RUnlock()
 		for _, u := range out {
 			if err := fn(u); err != nil {
@@ -721,8 +728,8 @@ func (s *Store) usageOrdered(t *tenant) []keyedUse {
 	defer t.orderMu.Unlock()
 	if t.usageOrder == nil {
 		kus := make([]keyedUse, 0, len(t.usage))
-		for k, u := range t.usage {
-			kus = append(kus, keyedUse{k, u})
+		for k, i := range t.usage {
+			kus = append(kus, keyedUse{k, i})
 		}
 		s.rankUses(kus)
 		var runs []usageRun
@@ -816,25 +823,27 @@ func (s *Store) countUses(t *tenant, order []keyedUse, runs []usageRun, a, r uin
 	return out
 }
 
+// keyedUse is a key and its place in a slice of uses.
 type keyedUse struct {
 	k useKey
-	u *use
+	i int32
 }
 
-// usesOut makes the uses of kus, sorted by principal, action and resource: the strings are
-// ranked once and the uses sorted by rank, which is much cheaper than comparing strings for
-// millions of uses. Called with s.mu held.
-func (s *Store) usesOut(kus []keyedUse) []store.Use {
+// usesOut makes the uses of kus (places in uses), sorted by principal, action and resource:
+// the strings are ranked once and the uses sorted by rank, which is much cheaper than
+// comparing strings for millions of uses. Called with s.mu held.
+func (s *Store) usesOut(uses []use, kus []keyedUse) []store.Use {
 	s.rankUses(kus)
-	return s.useOut(kus)
+	return s.useOut(uses, kus)
 }
 
-// useOut makes the uses of kus, in their order.
-func (s *Store) useOut(kus []keyedUse) []store.Use {
+// useOut makes the uses of kus (places in uses), in their order.
+func (s *Store) useOut(uses []use, kus []keyedUse) []store.Use {
 	out := make([]store.Use, len(kus))
 	for i, ku := range kus {
+		u := &uses[ku.i]
 		out[i] = store.Use{Principal: s.strs[ku.k.principal], Action: s.strs[ku.k.action], Resource: s.strs[ku.k.resource],
-			First: event.FromMicros(ku.u.first), Last: event.FromMicros(ku.u.last), Count: ku.u.count}
+			First: event.FromMicros(u.first), Last: event.FromMicros(u.last), Count: u.count}
 	}
 	return out
 }
