@@ -130,9 +130,9 @@ type tenant struct {
 	byPrincipal map[uint32][]int32
 	// usage is the running totals of allowed decisions: each key's place in uses (no pointers:
 	// millions of keys the collector need not scan).
-	usage map[useKey]int32
-	uses  []use
-	approvals   map[string]*store.Approval
+	usage     map[useKey]int32
+	uses      []use
+	approvals map[string]*store.Approval
 }
 
 // Store is the embedded store.
