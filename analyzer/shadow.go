@@ -140,19 +140,14 @@ func couldEach(m *Model, principal string, keys []entitlementKey) [][]Span {
 // checkShadowAccess is the rule: see the top of the file.
 func checkShadowAccess(ctx context.Context, in *Input) ([]finding.Finding, error) {
 	now := event.Micros(in.Now)
-	type group struct {
-		p    string
-		a, d []store.Use
-	}
 	// A batch of principals at a time (what a batch's plans hold is dropped before the next):
 	// their plans, made on every core (the joins only read the model), one read of their
-	// decisions, their findings.
+	// decisions, their findings. The uses stream in meanwhile: the next batch is gathered while
+	// one is judged.
 	principals, reads := 0, 0
 	var out []finding.Finding
 	in.Model.sharedParts() // made once, before the goroutines read it
-	var batch []group
-	nuses := 0
-	judge := func() error {
+	judge := func(batch []shadowGroup) error {
 		all := make([]*tallyPlan, len(batch))
 		if err := parallel(ctx, len(batch), func(i int) error {
 			all[i] = shadowPlan(in, batch[i].p, batch[i].a, batch[i].d, now)
@@ -161,7 +156,6 @@ func checkShadowAccess(ctx context.Context, in *Input) ([]finding.Finding, error
 			return err
 		}
 		principals += len(batch)
-		batch, nuses = batch[:0], 0
 		var plans []*tallyPlan
 		for _, plan := range all {
 			if plan != nil {
@@ -188,38 +182,87 @@ func checkShadowAccess(ctx context.Context, in *Input) ([]finding.Finding, error
 		}
 		return nil
 	}
-	add := func(g group) error {
+	gctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan []shadowGroup, 1)
+	var gatherErr error
+	go func() {
+		defer close(batches)
+		gatherErr = shadowGroups(gctx, in, func(batch []shadowGroup) error {
+			select {
+			case batches <- batch:
+				return nil
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		})
+	}()
+	var err error
+	for batch := range batches {
+		if err == nil {
+			if err = judge(batch); err != nil {
+				cancel() // the gathering stops; the batches it sent are drained
+			}
+		}
+	}
+	if err == nil {
+		err = gatherErr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("shadow access: %w", err)
+	}
+	if in.Log != nil {
+		in.Log.Debug("shadow access judged", "tenant", in.Tenant, "principals", principals, "batches_read", reads,
+			"findings", len(out))
+	}
+	return out, nil
+}
+
+// shadowGroup is a principal's allowed and denied uses.
+type shadowGroup struct {
+	p    string
+	a, d []store.Use
+}
+
+// shadowGroups sends the tenant's principals with their uses, in batches of at most
+// shadowBatch principals or shadowBatchUses uses, in principal order: the denied uses (few) are
+// read first; the allowed ones stream in principal order (millions: never all held), each
+// principal's joined with its denied ones.
+func shadowGroups(ctx context.Context, in *Input, send func([]shadowGroup) error) error {
+	var batch []shadowGroup
+	nuses := 0
+	add := func(g shadowGroup) error {
 		batch = append(batch, g)
 		if nuses += len(g.a) + len(g.d); len(batch) >= shadowBatch || nuses >= shadowBatchUses {
-			return judge()
+			b := batch
+			batch, nuses = nil, 0
+			return send(b)
 		}
 		return nil
 	}
-	// The denied uses (few) first, by principal; then the allowed ones stream in principal
-	// order (millions: never all held), each principal's joined with its denied ones.
 	var denied []store.Use
 	if err := in.Store.Usage(ctx, store.DecisionQuery{Tenant: in.Tenant, Effect: event.Deny}, func(u store.Use) error {
 		denied = append(denied, u)
 		return nil
 	}); err != nil {
-		return nil, fmt.Errorf("usage (denied): %w", err)
+		return fmt.Errorf("usage (denied): %w", err)
 	}
 	slices.SortStableFunc(denied, func(a, b store.Use) int { return cmp.Compare(a.Principal, b.Principal) })
-	// deniedUpTo sends the principals with denied uses alone before p ("": all that are left).
+	// deniedUpTo adds the principals with denied uses alone before p ("": all that are left).
 	deniedUpTo := func(p string) error {
 		for len(denied) > 0 && (p == "" || denied[0].Principal < p) {
 			n := 1
 			for n < len(denied) && denied[n].Principal == denied[0].Principal {
 				n++
 			}
-			if err := add(group{p: denied[0].Principal, d: denied[:n:n]}); err != nil {
+			if err := add(shadowGroup{p: denied[0].Principal, d: denied[:n:n]}); err != nil {
 				return err
 			}
 			denied = denied[n:]
 		}
 		return nil
 	}
-	var cur group
+	var cur shadowGroup
 	flush := func() error {
 		if cur.p == "" {
 			return nil
@@ -233,7 +276,7 @@ func checkShadowAccess(ctx context.Context, in *Input) ([]finding.Finding, error
 		}
 		cur.d, denied = denied[:n:n], denied[n:]
 		g := cur
-		cur = group{}
+		cur = shadowGroup{}
 		return add(g)
 	}
 	err := in.Store.Usage(ctx, store.DecisionQuery{Tenant: in.Tenant, Effect: event.Allow}, func(u store.Use) error {
@@ -249,23 +292,19 @@ func checkShadowAccess(ctx context.Context, in *Input) ([]finding.Finding, error
 		cur.a = append(cur.a, u)
 		return nil
 	})
-	if err == nil {
-		err = flush()
-	}
-	if err == nil {
-		err = deniedUpTo("")
-	}
-	if err == nil && len(batch) > 0 {
-		err = judge()
-	}
 	if err != nil {
-		return nil, fmt.Errorf("shadow access: %w", err)
+		return fmt.Errorf("usage (allowed): %w", err)
 	}
-	if in.Log != nil {
-		in.Log.Debug("shadow access judged", "tenant", in.Tenant, "principals", principals, "batches_read", reads,
-			"findings", len(out))
+	if err := flush(); err != nil {
+		return err
 	}
-	return out, nil
+	if err := deniedUpTo(""); err != nil {
+		return err
+	}
+	if len(batch) > 0 {
+		return send(batch)
+	}
+	return nil
 }
 
 // shadowPlan judges principal p's allowed and denied uses against the map, and returns what is
