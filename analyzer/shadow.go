@@ -28,6 +28,9 @@ package analyzer
 //     (allowed) or inside them (denied); the decisions are then counted as tallyPlan says:
 //     mostly from Usage alone, reading only what must be read.
 //
+// The principals are judged in batches as their uses stream in (shadowGroups), so that neither
+// the tenant's millions of uses nor every principal's plan is held at once.
+//
 // A finding stays open while its decisions are in the store and the map disagrees with them:
 // each is an incident for a person to look at. A late change event that makes the map agree
 // resolves it on the next run.
@@ -471,8 +474,9 @@ func mostCommon(counts map[string]int) string {
 // a key used once, or the two of a key used twice, are at known times; when a key's first and
 // last decisions and everything between offend, all its decisions do. Those are counted
 // without reading a decision. The others are read from the store, and so are the first
-// maxDecisionEvidence offending decisions of each finding (its evidence), and the reading of a
-// principal stops as soon as it has what it needs.
+// maxDecisionEvidence offending decisions of each finding (its evidence): one read for a batch
+// of principals, which skips a principal's decisions once it has what it needs and stops when
+// every principal has.
 
 // maxDecisionEvidence bounds the decisions a finding lists as evidence: its first ones.
 const maxDecisionEvidence = 20
