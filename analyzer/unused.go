@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/whocould/whocould/access"
@@ -148,27 +147,22 @@ func checkUnusedGrant(ctx context.Context, in *Input) ([]finding.Finding, error)
 	if len(r.grants) == 0 {
 		return nil, nil
 	}
-	// The use in the window, and before it (read side by side): a use before the window is
-	// known up to its last time there, whether or not it was used since.
+	// The use in the window, and before it: a use before the window is known up to its last
+	// time there, whether or not it was used since.
 	var within, earlier []ugUseRange
-	var beforeErr error
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		beforeErr = in.Store.Usage(ctx, store.DecisionQuery{Tenant: in.Tenant, To: in.Now.Add(-window)}, func(u store.Use) error {
-			earlier = append(earlier, ugUseRange{u.Principal, u.Action, u.Resource, event.Micros(u.First), event.Micros(u.Last), true, false})
-			return nil
-		})
-	})
 	err := in.Store.Usage(ctx, store.DecisionQuery{Tenant: in.Tenant, From: in.Now.Add(-window), To: in.Now}, func(u store.Use) error {
 		within = append(within, ugUseRange{u.Principal, u.Action, u.Resource, event.Micros(u.First), event.Micros(u.Last), true, true})
 		return nil
 	})
-	wg.Wait()
 	if err != nil {
 		return nil, fmt.Errorf("unused grants: usage in the window: %w", err)
 	}
-	if beforeErr != nil {
-		return nil, fmt.Errorf("unused grants: usage before the window: %w", beforeErr)
+	err = in.Store.Usage(ctx, store.DecisionQuery{Tenant: in.Tenant, To: in.Now.Add(-window)}, func(u store.Use) error {
+		earlier = append(earlier, ugUseRange{u.Principal, u.Action, u.Resource, event.Micros(u.First), event.Micros(u.Last), true, false})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("unused grants: usage before the window: %w", err)
 	}
 	admin, err := adminUses(in, r.start, r.now)
 	if err != nil {
