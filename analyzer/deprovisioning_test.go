@@ -9,7 +9,6 @@ import (
 	"github.com/whocould/whocould/event"
 	"github.com/whocould/whocould/finding"
 	"github.com/whocould/whocould/graph"
-	"github.com/whocould/whocould/store/embedded"
 )
 
 // TestLeaverLifecycle follows one leaver across runs: the still-holds finding opened while the
@@ -28,14 +27,7 @@ func TestLeaverLifecycle(t *testing.T) {
 	add(event.PrincipalDisabled, day(1, 10), event.Data{Principal: "user:alice"})
 	add(event.Decision, day(1, 11), event.Data{Principal: "user:alice", Action: "db.read", Resource: "db:prod", Effect: event.Allow})
 
-	st, err := embedded.Open(embedded.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := st.Apply(ctx, recs); err != nil {
-		t.Fatal(err)
-	}
+	st := memStore(t, recs)
 	a := &Analyzer{Store: st}
 	run := func(now time.Time) map[string]finding.Finding {
 		t.Helper()

@@ -140,14 +140,7 @@ func TestShadowMatchesBruteForce(t *testing.T) {
 						Data: event.Data{Principal: pick(principals), Action: pick(actions), Resource: pick(resources), Effect: effect,
 							Policy: pick([]string{"", "p1", "p2"})}}})
 			}
-			st, err := embedded.Open(embedded.Config{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
-			if err := st.Apply(ctx, recs); err != nil {
-				t.Fatal(err)
-			}
+			st := memStore(t, recs)
 			m, err := Load(ctx, st, event.DefaultTenant)
 			if err != nil {
 				t.Fatal(err)
@@ -256,14 +249,7 @@ func TestShadowReadsLittle(t *testing.T) {
 			Type: event.Decision, Time: base.Add(time.Duration(i) * time.Minute),
 			Data: event.Data{Principal: "user:ghost", Action: "db.read", Resource: fmt.Sprintf("db:prod/t%d", i%200), Effect: event.Allow}}})
 	}
-	st, err := embedded.Open(embedded.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := st.Apply(ctx, recs); err != nil {
-		t.Fatal(err)
-	}
+	st := memStore(t, recs)
 	m, err := Load(ctx, st, event.DefaultTenant)
 	if err != nil {
 		t.Fatal(err)
@@ -281,4 +267,18 @@ func TestShadowReadsLittle(t *testing.T) {
 	if cr.reads != 1 || cr.rows > maxDecisionEvidence+1 {
 		t.Errorf("%d reads streamed %d decisions, want one read stopped after %d", cr.reads, cr.rows, maxDecisionEvidence)
 	}
+}
+
+// memStore is an embedded store in memory with recs applied, closed at the test's end.
+func memStore(t *testing.T, recs []event.Record) *embedded.Store {
+	t.Helper()
+	st, err := embedded.Open(embedded.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.Apply(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+	return st
 }

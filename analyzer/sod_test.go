@@ -11,7 +11,6 @@ import (
 	"github.com/whocould/whocould/finding"
 	"github.com/whocould/whocould/graph"
 	"github.com/whocould/whocould/internal/synth"
-	"github.com/whocould/whocould/store/embedded"
 )
 
 // sodRecords makes log records of evs, in order, recorded at their event time.
@@ -45,13 +44,7 @@ func TestSeparationOfDutiesRetroactive(t *testing.T) {
 		event.Event{Type: event.MembershipRemoved, Time: h(20), Data: event.Data{Group: "group:finance", Member: "user:ivan"}},
 	)
 	ctx := context.Background()
-	st, err := embedded.Open(embedded.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Apply(ctx, recs); err != nil {
-		t.Fatal(err)
-	}
+	st := memStore(t, recs)
 	cfg := &Config{}
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {

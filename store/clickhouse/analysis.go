@@ -69,45 +69,23 @@ func readArchive(ctx context.Context, conn driver.Conn, tenant string, position 
 		args = append(args, tenant)
 	}
 	sql = fmt.Sprintf(sql+qArchivedOrder, inList(types))
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	// Sorting a large answer spills to disk rather than failing on the server's memory limit.
 	ctx = ch.Context(ctx, ch.WithSettings(ch.Settings{"max_bytes_before_external_sort": externalSortBytes}))
-	rows, err := conn.Query(ctx, sql, args...)
-	if err != nil {
-		return fmt.Errorf("read the archive: %w", err)
-	}
-	stopped := false
-	defer func() {
-		if stopped {
-			cancel() // else Close reads the rest of the result
-		}
-		rows.Close()
-	}()
-	for rows.Next() {
+	return streamRows(ctx, conn, "read the archive", sql, args, func(rows driver.Rows) error {
 		var (
 			pos        uint64
 			recordedUS int64
 			js         string
 		)
 		if err := rows.Scan(&pos, &recordedUS, &js); err != nil {
-			stopped = true
 			return fmt.Errorf("read the archive: %w", err)
 		}
 		e, err := decodeArchived([]byte(js))
 		if err != nil {
-			stopped = true
 			return fmt.Errorf("archived event at position %d: %w", pos, err)
 		}
-		if err := fn(event.Record{Event: e, Position: pos, Recorded: event.FromMicros(recordedUS)}); err != nil {
-			stopped = true
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read the archive: %w", err)
-	}
-	return nil
+		return fn(event.Record{Event: e, Position: pos, Recorded: event.FromMicros(recordedUS)})
+	})
 }
 
 // Findings implements store.Reader: the newest row of each of the tenant's findings.

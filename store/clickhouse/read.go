@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/whocould/whocould/event"
 	"github.com/whocould/whocould/store"
@@ -80,46 +81,48 @@ func (s *Store) Decisions(ctx context.Context, q store.DecisionQuery, fn func(st
 	}
 	sql.WriteString(qDecisionsOrder)
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	// Sorting a large answer spills to disk rather than failing on the server's memory limit.
 	ctx = ch.Context(ctx, ch.WithSettings(ch.Settings{"max_bytes_before_external_sort": externalSortBytes}))
 	conn, err := s.reader(ctx)
 	if err != nil {
 		return err
 	}
-	rows, err := conn.Query(ctx, sql.String(), args...)
-	if err != nil {
-		return fmt.Errorf("clickhouse: decisions: %w", err)
-	}
-	stopped := false
-	defer func() {
-		if stopped {
-			cancel() // else Close reads the rest of the result
-		}
-		rows.Close()
-	}()
 	tenant := tenantName(q.Tenant)
-	for rows.Next() {
+	return streamRows(ctx, conn, "clickhouse: decisions", sql.String(), args, func(rows driver.Rows) error {
 		d := store.Decision{Tenant: tenant}
 		var allow uint8
 		var us int64
 		if err := rows.Scan(&d.Principal, &d.Action, &d.Resource, &allow, &us, &d.Reason, &d.Policy, &d.Request,
 			&d.Source, &d.ID, &d.Position); err != nil {
-			stopped = true
 			return fmt.Errorf("clickhouse: decisions: %w", err)
 		}
 		d.Effect, d.Time = event.Deny, event.FromMicros(us)
 		if allow == 1 {
 			d.Effect = event.Allow
 		}
-		if err := fn(d); err != nil {
-			stopped = true
+		return fn(d)
+	})
+}
+
+// streamRows runs sql on conn and calls each with every row as it arrives. When each returns an
+// error the query is cancelled (else closing the rows would read the rest of the answer) and
+// that error returned; the query's own errors are prefixed with what.
+func streamRows(ctx context.Context, conn driver.Conn, what, sql string, args []any, each func(driver.Rows) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	rows, err := conn.Query(ctx, sql, args...)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := each(rows); err != nil {
+			cancel() // before the deferred Close
 			return err
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("clickhouse: decisions: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
 }
@@ -146,41 +149,20 @@ func (s *Store) Usage(ctx context.Context, q store.DecisionQuery, fn func(store.
 		ctx = ch.Context(ctx, ch.WithSettings(ch.Settings{"max_bytes_before_external_group_by": externalSortBytes}))
 	}
 	sql.WriteString(qUsageGroup)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	conn, err := s.reader(ctx)
 	if err != nil {
 		return err
 	}
-	rows, err := conn.Query(ctx, sql.String(), args...)
-	if err != nil {
-		return fmt.Errorf("clickhouse: usage: %w", err)
-	}
-	stopped := false
-	defer func() {
-		if stopped {
-			cancel() // else Close reads the rest of the result
-		}
-		rows.Close()
-	}()
-	for rows.Next() {
+	return streamRows(ctx, conn, "clickhouse: usage", sql.String(), args, func(rows driver.Rows) error {
 		var u store.Use
 		var first, last int64
 		var n uint64
 		if err := rows.Scan(&u.Principal, &u.Action, &u.Resource, &first, &last, &n); err != nil {
-			stopped = true
 			return fmt.Errorf("clickhouse: usage: %w", err)
 		}
 		u.First, u.Last, u.Count = event.FromMicros(first), event.FromMicros(last), int64(n)
-		if err := fn(u); err != nil {
-			stopped = true
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("clickhouse: usage: %w", err)
-	}
-	return nil
+		return fn(u)
+	})
 }
 
 // Approval implements store.Reader: the request's events replayed in log order, the answers

@@ -608,13 +608,15 @@ func (s *Store) Usage(ctx context.Context, q store.DecisionQuery, fn func(store.
 	} else {
 		out, err = s.countedUsage(ctx, q)
 	}
+	if err != nil {
+		return err
+	}
 	for _, u := range out {
-		if err != nil {
+		if err := fn(u); err != nil {
 			return err
 		}
-		err = fn(u)
 	}
-	return err
+	return nil
 }
 
 // countedUsage is the use by the decisions q selects (within bounds of time, or denied).

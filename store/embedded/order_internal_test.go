@@ -75,7 +75,7 @@ func TestDecisionOrder(t *testing.T) {
 		if err := s.Decisions(ctx, store.DecisionQuery{}, func(d store.Decision) error { got = append(got, d); return nil }); err != nil {
 			t.Fatal(err)
 		}
-		if !slices.EqualFunc(got, want, func(a, b store.Decision) bool { return a == b || a.Time.Equal(b.Time) && eqBut(a, b) }) {
+		if !slices.EqualFunc(got, want, sameDecision) {
 			t.Fatalf("after batch %d: %d decisions read, %d applied, or out of order", batch, len(got), len(want))
 		}
 		got = got[:0]
@@ -84,7 +84,7 @@ func TestDecisionOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 		want = slices.DeleteFunc(want, func(d store.Decision) bool { return d.Principal != q.Principal || d.Effect != q.Effect })
-		if !slices.EqualFunc(got, want, eqBut) {
+		if !slices.EqualFunc(got, want, sameDecision) {
 			t.Fatalf("after batch %d: user:u1's allowed decisions: %d read, %d applied, or out of order", batch, len(got), len(want))
 		}
 		var uses []store.Use
@@ -98,8 +98,8 @@ func TestDecisionOrder(t *testing.T) {
 	}
 }
 
-// eqBut compares decisions, their times as instants.
-func eqBut(a, b store.Decision) bool {
+// sameDecision compares decisions, their times as instants.
+func sameDecision(a, b store.Decision) bool {
 	ta, tb := a.Time, b.Time
 	a.Time, b.Time = time.Time{}, time.Time{}
 	return a == b && ta.Equal(tb)
