@@ -74,12 +74,19 @@ type DecisionQuery struct {
 	// Principals, when not empty, selects the decisions of any of them (and of Principal too,
 	// when both are set): a rule reads a batch of principals' decisions at once.
 	Principals []string
-	Action     string
-	Resource   string
-	Effect     string
+	// Keys, when not empty, selects the decisions of these (principal, action, resource) only
+	// (and of the other filters too): a rule reads the few keys it must count among its
+	// principals' thousands.
+	Keys     []UseKey
+	Action   string
+	Resource string
+	Effect   string
 	// From and To bound event time, [From, To); zero means unbounded.
 	From, To time.Time
 }
+
+// UseKey is one principal's (action, resource).
+type UseKey struct{ Principal, Action, Resource string }
 
 // Decision is an enforcement point's answer, as recorded.
 type Decision struct {

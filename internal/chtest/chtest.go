@@ -96,3 +96,56 @@ func run(ctx context.Context, addr, stmt string) error {
 	}
 	return nil
 }
+
+// Loaded reports whether database name holds what MarkLoaded marked, for a benchmark that keeps
+// its data between runs. When it does not, the database is made afresh (and not dropped when
+// the test ends).
+func Loaded(t testing.TB, name string) bool {
+	t.Helper()
+	addr := Addr(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if answer(ctx, addr, "SELECT count() FROM system.tables WHERE database = '"+name+"' AND name = 'loaded_marker'") == 1 {
+		return true
+	}
+	for _, stmt := range []string{"DROP DATABASE IF EXISTS " + name, "CREATE DATABASE " + name} {
+		if err := run(ctx, addr, stmt); err != nil {
+			t.Fatalf("kept database %s on %s: %v", name, addr, err)
+		}
+	}
+	return false
+}
+
+// MarkLoaded marks database name as loaded for Loaded.
+func MarkLoaded(t testing.TB, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := run(ctx, Addr(t), "CREATE TABLE "+name+".loaded_marker (x UInt8) ENGINE = TinyLog"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// answer is the number a query answers, 0 when it fails.
+func answer(ctx context.Context, addr, query string) uint64 {
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}, DialTimeout: 10 * time.Second, MaxOpenConns: 1})
+	if err != nil {
+		return 0
+	}
+	defer conn.Close()
+	var n uint64
+	if conn.QueryRow(ctx, query).Scan(&n) != nil {
+		return 0
+	}
+	return n
+}
+
+// Exec runs stmt on the server of Addr.
+func Exec(t testing.TB, stmt string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := run(ctx, Addr(t), stmt); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/ext"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/whocould/whocould/event"
@@ -25,8 +26,46 @@ func tenantName(t string) string {
 	return t
 }
 
+// keysTable names the external table that carries a query's Keys to the server.
+const keysTable = "whocould_keys"
+
+// withKeys is ctx carrying q.Keys, when it has any, as the external table keysTable of three
+// String columns (principal, action, resource) for the filter where writes: a list of
+// thousands of keys in the query's text would pass the server's max_query_size.
+func withKeys(ctx context.Context, q store.DecisionQuery) (context.Context, error) {
+	if len(q.Keys) == 0 {
+		return ctx, nil
+	}
+	t, err := ext.NewTable(keysTable, ext.Column("principal", "String"), ext.Column("action", "String"),
+		ext.Column("resource", "String"))
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: keys: %w", err)
+	}
+	for _, k := range q.Keys {
+		if err := t.Append(k.Principal, k.Action, k.Resource); err != nil {
+			return nil, fmt.Errorf("clickhouse: keys: %w", err)
+		}
+	}
+	return ch.Context(ctx, ch.WithExternalTable(t)), nil
+}
+
 // where appends the equality filters of q that are set to a query that ends in a WHERE clause.
+// Keys are matched against the external table withKeys sends, GLOBAL so that a distributed
+// query sends it on to the shards; their principals are also listed, for the primary key.
 func where(sql *strings.Builder, args []any, q store.DecisionQuery) []any {
+	if len(q.Keys) > 0 {
+		sql.WriteString(" AND (principal, action, resource) GLOBAL IN " + keysTable)
+		ps := make([]string, 0, len(q.Keys))
+		for _, k := range q.Keys {
+			ps = append(ps, k.Principal)
+		}
+		slices.Sort(ps)
+		ps = slices.Compact(ps)
+		sql.WriteString(" AND principal IN (" + strings.Repeat("?, ", len(ps)-1) + "?)")
+		for _, p := range ps {
+			args = append(args, p)
+		}
+	}
 	for _, f := range []struct{ col, v string }{{"principal", q.Principal}, {"action", q.Action}, {"resource", q.Resource}} {
 		if f.v != "" {
 			sql.WriteString(" AND " + f.col + " = ?")
@@ -83,6 +122,10 @@ func (s *Store) Decisions(ctx context.Context, q store.DecisionQuery, fn func(st
 
 	// Sorting a large answer spills to disk rather than failing on the server's memory limit.
 	ctx = ch.Context(ctx, ch.WithSettings(ch.Settings{"max_bytes_before_external_sort": externalSortBytes}))
+	ctx, err := withKeys(ctx, q)
+	if err != nil {
+		return err
+	}
 	conn, err := s.reader(ctx)
 	if err != nil {
 		return err
@@ -149,6 +192,10 @@ func (s *Store) Usage(ctx context.Context, q store.DecisionQuery, fn func(store.
 		ctx = ch.Context(ctx, ch.WithSettings(ch.Settings{"max_bytes_before_external_group_by": externalSortBytes}))
 	}
 	sql.WriteString(qUsageGroup)
+	ctx, err := withKeys(ctx, q)
+	if err != nil {
+		return err
+	}
 	conn, err := s.reader(ctx)
 	if err != nil {
 		return err

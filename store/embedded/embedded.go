@@ -421,12 +421,26 @@ func (s *Store) selected(t *tenant, q store.DecisionQuery, after uint64, fn func
 		to = event.Micros(q.To)
 	}
 	ps, a, r, ok := s.filterIDs(q)
-	if !ok || (q.Effect != "" && q.Effect != event.Allow && q.Effect != event.Deny) {
+	keys, ok2 := s.keyIDs(q.Keys)
+	if !ok || !ok2 || (q.Effect != "" && q.Effect != event.Allow && q.Effect != event.Deny) {
 		return
+	}
+	if keys != nil {
+		// The keys' principals (those also asked for, when some are).
+		var kps []uint32
+		for k := range keys {
+			if ps == nil || sortedHas(ps, k.principal) {
+				kps = append(kps, k.principal)
+			}
+		}
+		slices.Sort(kps)
+		if ps = slices.Compact(kps); len(ps) == 0 {
+			return
+		}
 	}
 	match := func(d *decision) bool {
 		return (a == 0 || d.action == a) && (r == 0 || d.resource == r) && (q.Effect == "" || d.allowed() == (q.Effect == event.Allow)) &&
-			(d.time != from || d.position > after)
+			(d.time != from || d.position > after) && (keys == nil || keys[useKey{d.principal, d.action, d.resource}])
 	}
 	if ps != nil {
 		s.principalsSelected(t, ps, from, to, match, fn)
@@ -532,6 +546,22 @@ func (s *Store) filterIDs(q store.DecisionQuery) (ps []uint32, a, r uint32, ok b
 	return ps, a, r, ok2 && ok3
 }
 
+// keyIDs is the set of keys by string ids (nil when none are asked); false when none can match
+// (none of them was ever seen).
+func (s *Store) keyIDs(keys []store.UseKey) (map[useKey]bool, bool) {
+	if len(keys) == 0 {
+		return nil, true
+	}
+	out := make(map[useKey]bool, len(keys))
+	for _, k := range keys {
+		p, a, r := s.strIDs[k.Principal], s.strIDs[k.Action], s.strIDs[k.Resource]
+		if p != 0 && a != 0 && r != 0 {
+			out[useKey{p, a, r}] = true
+		}
+	}
+	return out, len(out) > 0
+}
+
 // principalsSelected calls fn with each decision of the principals ps from from to to that
 // match, in order: their index lists merged (each list is in order, as the decisions are).
 func (s *Store) principalsSelected(t *tenant, ps []uint32, from, to int64, match, fn func(d *decision) bool) {
@@ -598,6 +628,33 @@ func (h *indexHeap) Pop() any {
 // them all (every key of the tenant: copied out in pages, fn called without the lock), else by
 // counting, in place, the decisions q selects.
 func (s *Store) Usage(ctx context.Context, q store.DecisionQuery, fn func(store.Use) error) error {
+	if len(q.Keys) > 0 {
+		// The use of the keys' principals (those also asked for, when some are), less the
+		// other keys.
+		asked := map[string]bool{}
+		for _, p := range q.Principals {
+			asked[p] = true
+		}
+		keys := make(map[store.UseKey]bool, len(q.Keys))
+		var ps []string
+		for _, k := range q.Keys {
+			keys[k] = true
+			if (q.Principal == "" || k.Principal == q.Principal) && (len(asked) == 0 || asked[k.Principal]) {
+				ps = append(ps, k.Principal)
+			}
+		}
+		if len(ps) == 0 {
+			return nil
+		}
+		q.Principal, q.Principals, q.Keys = "", ps, nil
+		next := fn
+		fn = func(u store.Use) error {
+			if !keys[store.UseKey{Principal: u.Principal, Action: u.Action, Resource: u.Resource}] {
+				return nil
+			}
+			return next(u)
+		}
+	}
 	var out []store.Use
 	var err error
 	if q.From.IsZero() && q.To.IsZero() && (q.Effect == "" || q.Effect == event.Allow) {

@@ -175,6 +175,16 @@ func tenantOf(t string) string {
 	return t
 }
 
+// uk is a store.UseKey.
+func uk(principal, action, resource string) store.UseKey {
+	return store.UseKey{Principal: principal, Action: action, Resource: resource}
+}
+
+// keyed reports whether decision d is of one of q's keys (true when it names none).
+func keyed(q store.DecisionQuery, d event.Data) bool {
+	return len(q.Keys) == 0 || slices.Contains(q.Keys, store.UseKey{Principal: d.Principal, Action: d.Action, Resource: d.Resource})
+}
+
 // wantDecisions is what Decisions must answer for q, by brute force.
 func wantDecisions(recs []event.Record, q store.DecisionQuery) []store.Decision {
 	out := []store.Decision{}
@@ -185,7 +195,7 @@ func wantDecisions(recs []event.Record, q store.DecisionQuery) []store.Decision 
 		}
 		tm := event.FromMicros(event.Micros(r.Time))
 		if (q.Principal != "" && d.Principal != q.Principal) || (len(q.Principals) > 0 && !slices.Contains(q.Principals, d.Principal)) ||
-			(q.Action != "" && d.Action != q.Action) ||
+			!keyed(q, d) || (q.Action != "" && d.Action != q.Action) ||
 			(q.Resource != "" && d.Resource != q.Resource) || (q.Effect != "" && d.Effect != q.Effect) ||
 			(!q.From.IsZero() && tm.Before(q.From)) || (!q.To.IsZero() && !tm.Before(q.To)) {
 			continue
@@ -209,7 +219,7 @@ func wantUsage(recs []event.Record, q store.DecisionQuery) []store.Use {
 		tm := event.FromMicros(event.Micros(r.Time))
 		if r.Type != event.Decision || d.Effect != effect || r.TenantOrDefault() != tenantOf(q.Tenant) ||
 			(q.Principal != "" && d.Principal != q.Principal) || (len(q.Principals) > 0 && !slices.Contains(q.Principals, d.Principal)) ||
-			(q.Action != "" && d.Action != q.Action) || (q.Resource != "" && d.Resource != q.Resource) ||
+			!keyed(q, d) || (q.Action != "" && d.Action != q.Action) || (q.Resource != "" && d.Resource != q.Resource) ||
 			(!q.From.IsZero() && tm.Before(q.From)) || (!q.To.IsZero() && !tm.Before(q.To)) {
 			continue
 		}
@@ -362,6 +372,14 @@ func (s *suite) testDecisions(t *testing.T) {
 		{Principal: "user:a", Principals: []string{"user:a", "user:c"}}, // both: user:a
 		{Principal: "user:b", Principals: []string{"user:a", "user:c"}}, // both: none
 		{Tenant: "acme", Principals: []string{"user:a", "user:b"}},
+		// Keys: of several principals, one never seen, with other filters.
+		{Keys: []store.UseKey{uk("user:a", "db.read", "db:x"), uk("user:b", "db.read", "db:y"), uk("user:nobody", "db.read", "db:x")}},
+		{Keys: []store.UseKey{uk("user:a", "db.read", "db:x"), uk("user:b", "db.read", "db:y")}, Effect: "allow", From: tenAM},
+		{Keys: []store.UseKey{uk("user:a", "db.read", "db:x"), uk("user:b", "db.read", "db:y")}, Principals: []string{"user:b", "user:c"}},
+		{Keys: []store.UseKey{uk("user:a", "db.read", "db:x")}, Principal: "user:b"},
+		{Keys: []store.UseKey{uk("user:a", "db.read", "db:y"), uk("user:a", "db.read", "db:x")}, Resource: "db:y"},
+		{Keys: []store.UseKey{uk("user:a", "db.drop", "db:x")}},
+		{Keys: []store.UseKey{uk("user:b", "db.write", "db:z")}, Tenant: "acme"},
 	}
 	for _, q := range queries {
 		same(t, fmt.Sprintf("decisions %+v", q), getDecisions(t, st, q), wantDecisions(h.recs, q))
@@ -412,6 +430,11 @@ func (s *suite) testUsage(t *testing.T) {
 		{Tenant: "acme", Principal: "user:b"},
 		{Principals: []string{"user:a", "user:c"}}, {Principals: []string{"user:nobody"}},
 		{Principal: "user:b", Principals: []string{"user:a"}},
+		{Keys: []store.UseKey{uk("user:a", "db.read", "db:x"), uk("user:b", "db.read", "db:y"), uk("user:nobody", "db.read", "db:x")}},
+		{Keys: []store.UseKey{uk("user:a", "db.read", "db:x"), uk("user:b", "db.read", "db:y")}, Principals: []string{"user:b"}},
+		{Keys: []store.UseKey{uk("user:a", "db.read", "db:y")}, From: base},
+		{Keys: []store.UseKey{uk("user:b", "db.write", "db:z")}, Effect: event.Deny, Tenant: "acme"},
+		{Keys: []store.UseKey{uk("user:a", "db.read", "db:x")}, Principal: "user:c"},
 	} {
 		same(t, fmt.Sprintf("usage %+v", q), getUsage(t, st, q), wantUsage(h.recs, q))
 	}
