@@ -238,10 +238,9 @@ func (a *Analyzer) Run(ctx context.Context, opts Options) (*Result, error) {
 		var found []finding.Finding
 		var ran []string
 		runs := map[string]*RuleRun{}
-		for _, r := range rules {
-			start := time.Now()
-			fs, err := r.Check(ctx, in)
-			run := RuleRun{Tenant: tenant, Rule: r.Name, Found: len(fs), Took: time.Since(start)}
+		for i, o := range runRules(ctx, in, rules, cfg.Concurrency) {
+			r, fs, err := rules[i], o.found, o.err
+			run := RuleRun{Tenant: tenant, Rule: r.Name, Found: len(fs), Took: o.took}
 			if err != nil {
 				if ctx.Err() != nil {
 					return res, ctx.Err()
@@ -286,6 +285,32 @@ func (a *Analyzer) Run(ctx context.Context, opts Options) (*Result, error) {
 		return res, errors.Join(append([]error{ErrRules}, errs...)...)
 	}
 	return res, nil
+}
+
+// ruleOutcome is what one rule's check gave.
+type ruleOutcome struct {
+	found []finding.Finding
+	err   error
+	took  time.Duration
+}
+
+// runRules runs the rules' checks, up to concurrency (at least 1) at once, each started in
+// order as another ends, and returns their outcomes in the rules' order.
+func runRules(ctx context.Context, in *Input, rules []Rule, concurrency int) []ruleOutcome {
+	out := make([]ruleOutcome, len(rules))
+	sem := make(chan struct{}, max(concurrency, 1))
+	var wg sync.WaitGroup
+	for i, r := range rules {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			start := time.Now()
+			fs, err := r.Check(ctx, in)
+			out[i] = ruleOutcome{fs, err, time.Since(start)}
+		})
+	}
+	wg.Wait()
+	return out
 }
 
 var severityRank = map[string]int{finding.Critical: 0, finding.High: 1, finding.Medium: 2, finding.Low: 3}

@@ -232,20 +232,62 @@ func heapPeak(fn func()) uint64 {
 	return peak.Load()
 }
 
-// benchPass runs every rule once over st and reports the time, the findings and the memory.
-func benchPass(b *testing.B, st analyzer.Store, now time.Time, baseline *analyzer.Baseline) {
-	cfg := &analyzer.Config{SeparationOfDuties: []analyzer.SoDPair{{Name: "create-and-drop", Actions: []string{"db.table.create", "db.table.drop"}}},
-		Privileged: analyzer.Privileged{Roles: []string{"role:r1", "role:r2"}}}
+// benchConfig is the analyzers' configuration for the synthetic organisation.
+func benchConfig(tb testing.TB, baseline *analyzer.Baseline, concurrency int) *analyzer.Config {
+	cfg := &analyzer.Config{Concurrency: concurrency,
+		SeparationOfDuties: []analyzer.SoDPair{{Name: "create-and-drop", Actions: []string{"db.table.create", "db.table.drop"}}},
+		Privileged:         analyzer.Privileged{Roles: []string{"role:r1", "role:r2"}}}
 	cfg.Defaults()
 	cfg.SetBaseline(baseline)
 	if err := cfg.Validate(); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	a := &analyzer.Analyzer{Store: st, Config: cfg}
+	return cfg
+}
+
+// benchEmbedded is an embedded store holding the changes and the decisions.
+func benchEmbedded(tb testing.TB, changes []event.Record, decisions func(yield func([]event.Record) bool)) *embedded.Store {
+	st, err := embedded.Open(embedded.Config{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := st.Apply(ctx, changes); err != nil {
+		tb.Fatal(err)
+	}
+	for batch := range decisions {
+		if err := st.Apply(ctx, batch); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return st
+}
+
+// benchPass runs every rule once over st and reports the time, the findings and the memory.
+//
+// concurrency is the rules run at once: the store's advised setting (Config.Concurrency), which
+// WHOCOULD_BENCH_CONCURRENCY overrides.
+func benchPass(b *testing.B, st analyzer.Store, now time.Time, baseline *analyzer.Baseline, concurrency int) {
+	if v := os.Getenv("WHOCOULD_BENCH_CONCURRENCY"); v != "" {
+		concurrency, _ = strconv.Atoi(v)
+	}
+	a := &analyzer.Analyzer{Store: st, Config: benchConfig(b, baseline, concurrency)}
 	// The resident peak from here on: what the set-up built and dropped is handed back, and
 	// the kernel's high-water mark is reset (Linux: clear_refs 5).
 	debug.FreeOSMemory()
 	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+	// WHOCOULD_BENCH_CPUPROFILE=FILE profiles the pass alone (-cpuprofile counts the set-up too).
+	if file := os.Getenv("WHOCOULD_BENCH_CPUPROFILE"); file != "" {
+		f, err := os.Create(file)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	// By default one run of every rule, as the analyzer target runs them. With
 	// WHOCOULD_BENCH_RULES (a comma-separated list, or "each"), one run per rule, so that each
 	// one's time and peak heap are its own (each loads the model again).
@@ -290,7 +332,7 @@ func benchPass(b *testing.B, st analyzer.Store, now time.Time, baseline *analyze
 	b.ReportMetric(float64(findings), "findings")
 	b.ReportMetric(float64(peak)/(1<<20), "MB-heap-peak")
 	b.ReportMetric(float64(peakRSS())/(1<<20), "MB-rss-peak")
-	b.Logf("GOMEMLIMIT %s, GOGC %s; the resident peak counts the store (%s) and the model", os.Getenv("GOMEMLIMIT"), os.Getenv("GOGC"), fmt.Sprintf("%T", st))
+	b.Logf("%d rules at once, GOMEMLIMIT %s, GOGC %s; the resident peak counts the store (%s) and the model", concurrency, os.Getenv("GOMEMLIMIT"), os.Getenv("GOGC"), fmt.Sprintf("%T", st))
 }
 
 // BenchmarkFullPass is a full pass of every rule over the organisation, on each store
@@ -302,20 +344,7 @@ func benchPass(b *testing.B, st analyzer.Store, now time.Time, baseline *analyze
 func BenchmarkFullPass(b *testing.B) {
 	b.Run("embedded", func(b *testing.B) {
 		changes, decisions, now, baseline := benchHistory(b)
-		st, err := embedded.Open(embedded.Config{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		ctx := context.Background()
-		if err := st.Apply(ctx, changes); err != nil {
-			b.Fatal(err)
-		}
-		for batch := range decisions {
-			if err := st.Apply(ctx, batch); err != nil {
-				b.Fatal(err)
-			}
-		}
-		benchPass(b, st, now, baseline)
+		benchPass(b, benchEmbedded(b, changes, decisions), now, baseline, 1)
 	})
 	b.Run("clickhouse", func(b *testing.B) {
 		changes, decisions, now, baseline := benchHistory(b)
@@ -336,7 +365,7 @@ func BenchmarkFullPass(b *testing.B) {
 		if kept {
 			b.Logf("reusing the history in database %s", db)
 			chtest.Exec(b, "TRUNCATE TABLE "+db+".findings") // a first pass, as on a fresh load
-			benchPass(b, st, now, baseline)
+			benchPass(b, st, now, baseline, 2)
 			return
 		}
 		for i := 0; i < len(changes); i += 50_000 {
@@ -355,6 +384,6 @@ func BenchmarkFullPass(b *testing.B) {
 		if os.Getenv("WHOCOULD_BENCH_DATABASE") != "" {
 			chtest.MarkLoaded(b, db)
 		}
-		benchPass(b, st, now, baseline)
+		benchPass(b, st, now, baseline, 2)
 	})
 }

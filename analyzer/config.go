@@ -69,6 +69,11 @@ type Config struct {
 	Timeout Duration `yaml:"timeout"`
 	// Rules run by default (every rule when empty).
 	Rules []string `yaml:"rules"`
+	// Concurrency is how many rules run at once (default 1: the rules that judge principal by
+	// principal already use every core). 2 suits a ClickHouse store on the same cores: one
+	// rule's work goes on while another waits for the server. Each rule running holds its own
+	// working set, so the peak memory grows with it.
+	Concurrency int `yaml:"concurrency"`
 
 	// Privileged marks roles and resources whose changes need approval, and whose unused grants
 	// matter more.
@@ -224,6 +229,9 @@ func (c *Config) Defaults() {
 // Validate checks c (after Defaults) and loads its baseline.
 func (c *Config) Validate() error {
 	var errs []error
+	if c.Concurrency < 0 {
+		errs = append(errs, fmt.Errorf("concurrency: %d: want 1 or more (0: 1)", c.Concurrency))
+	}
 	for _, r := range c.Rules {
 		if !slices.Contains(finding.Rules, r) {
 			errs = append(errs, fmt.Errorf("rules: unknown rule %q (the rules are %s)", r, strings.Join(finding.Rules, ", ")))

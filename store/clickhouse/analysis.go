@@ -115,10 +115,15 @@ func (s *Store) Findings(ctx context.Context, tenant string) ([]finding.Finding,
 	return out, nil
 }
 
+// findingsBlockBytes is about how much finding JSON PutFindings sends in one block.
+var findingsBlockBytes = 16 << 20 // a variable for the tests
+
 // PutFindings implements store.FindingWriter: one insert of a row per finding, each of a version
 // above every one this store wrote before, so that it replaces the finding's older rows (and
 // of two findings of one id in fs, the later wins). It is durable when it returns: an insert
-// returns once its part is written.
+// returns once its parts are written. The insert's blocks are written one by one: one that
+// fails part way may leave some findings new and the others as they were, each whole; the next
+// run writes them all again.
 func (s *Store) PutFindings(ctx context.Context, tenant string, fs []finding.Finding) error {
 	if len(fs) == 0 {
 		return nil
@@ -133,6 +138,7 @@ func (s *Store) PutFindings(ctx context.Context, tenant string, fs []finding.Fin
 	defer b.Close()
 	now := time.Now().UTC()
 	v := max(s.findingsVersion, uint64(now.UnixNano()))
+	pending := 0 // bytes of JSON in the block not sent yet
 	for _, f := range fs {
 		f.Tenant = tenant
 		js, err := json.Marshal(f)
@@ -143,6 +149,14 @@ func (s *Store) PutFindings(ctx context.Context, tenant string, fs []finding.Fin
 		if err := b.Append(tenant, f.ID, v, f.Rule, f.Kind, f.Severity, f.Status, f.Principal, f.Resource, partTime(f.Since),
 			now, string(js)); err != nil {
 			return fmt.Errorf("clickhouse: store finding %s: %w", f.ID, err)
+		}
+		// A block at a time: a pass's hundreds of megabytes of findings in one block would be
+		// copied over and over as it grows, and held whole on both sides.
+		if pending += len(js); pending >= findingsBlockBytes {
+			if err := b.Flush(); err != nil {
+				return fmt.Errorf("clickhouse: store findings of %s: %w", tenant, err)
+			}
+			pending = 0
 		}
 	}
 	if err := b.Send(); err != nil {

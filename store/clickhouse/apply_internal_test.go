@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/whocould/whocould/event"
+	"github.com/whocould/whocould/finding"
 	"github.com/whocould/whocould/internal/chtest"
 	"github.com/whocould/whocould/store"
 )
@@ -144,6 +145,37 @@ func TestMigrationsLoad(t *testing.T) {
 					t.Errorf("migration %s uses %s, which ClickHouse 18.16 lacks or hangs on:\n%s", m.fileName, bad, st)
 				}
 			}
+		}
+	}
+}
+
+// TestPutFindingsInBlocks: findings sent in several blocks of one insert all arrive, whole.
+func TestPutFindingsInBlocks(t *testing.T) {
+	s := openTest(t, Config{})
+	defer func(n int) { findingsBlockBytes = n }(findingsBlockBytes)
+	findingsBlockBytes = 4 << 10 // about 4 findings a block
+	ctx := context.Background()
+	var fs []finding.Finding
+	for i := range 100 {
+		fs = append(fs, finding.Finding{ID: fmt.Sprintf("F%03d", i), Rule: finding.Drift, Kind: "extra", Severity: finding.Low,
+			Status: finding.Open, Summary: strings.Repeat("x", 1000+i)})
+	}
+	if err := s.PutFindings(ctx, "", fs); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, s, "SELECT count() FROM findings"); n != 100 {
+		t.Fatalf("%d rows written, want 100 (in about 25 blocks)", n)
+	}
+	got, err := s.Findings(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 100 {
+		t.Fatalf("%d findings read back, want 100", len(got))
+	}
+	for i, f := range got {
+		if f.ID != fs[i].ID || f.Summary != fs[i].Summary {
+			t.Fatalf("finding %d: %s with a summary of %d bytes, want %s with %d", i, f.ID, len(f.Summary), fs[i].ID, len(fs[i].Summary))
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package clickhouse
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -176,8 +177,17 @@ func streamRows(ctx context.Context, conn driver.Conn, what, sql string, args []
 func (s *Store) Usage(ctx context.Context, q store.DecisionQuery, fn func(store.Use) error) error {
 	var sql strings.Builder
 	var args []any
+	final := false // read with qUsageFinal: check the order, as nothing asks it
 	if q.From.IsZero() && q.To.IsZero() && (q.Effect == "" || q.Effect == event.Allow) {
-		sql.WriteString(qUsage)
+		// On one server of the release we test on, FINAL merges the table's parts into one
+		// stream in key order; a distributed read unions the shards' streams, and current
+		// releases read FINAL in parallel ranges, so there a GROUP BY and ORDER BY sort them.
+		final = s.cfg.Cluster == "" && !s.cfg.Modern
+		if final {
+			sql.WriteString(qUsageFinal)
+		} else {
+			sql.WriteString(qUsage)
+		}
 		args = where(&sql, []any{tenantName(q.Tenant)}, q)
 	} else {
 		if q.Effect == "" {
@@ -191,7 +201,9 @@ func (s *Store) Usage(ctx context.Context, q store.DecisionQuery, fn func(store.
 		// A large grouping spills to disk rather than failing on the server's memory limit.
 		ctx = ch.Context(ctx, ch.WithSettings(ch.Settings{"max_bytes_before_external_group_by": externalSortBytes}))
 	}
-	sql.WriteString(qUsageGroup)
+	if !final {
+		sql.WriteString(qUsageGroup)
+	}
 	ctx, err := withKeys(ctx, q)
 	if err != nil {
 		return err
@@ -200,6 +212,7 @@ func (s *Store) Usage(ctx context.Context, q store.DecisionQuery, fn func(store.
 	if err != nil {
 		return err
 	}
+	var prev store.Use
 	return streamRows(ctx, conn, "clickhouse: usage", sql.String(), args, func(rows driver.Rows) error {
 		var u store.Use
 		var first, last int64
@@ -207,9 +220,21 @@ func (s *Store) Usage(ctx context.Context, q store.DecisionQuery, fn func(store.
 		if err := rows.Scan(&u.Principal, &u.Action, &u.Resource, &first, &last, &n); err != nil {
 			return fmt.Errorf("clickhouse: usage: %w", err)
 		}
+		if final {
+			if prev.Principal != "" && compareUse(prev, u) >= 0 {
+				return fmt.Errorf("clickhouse: usage: the server read %s %s on %s after %s %s on %s: not in key order "+
+					"(set modern: true for a current release)", u.Principal, u.Action, u.Resource, prev.Principal, prev.Action, prev.Resource)
+			}
+			prev = u
+		}
 		u.First, u.Last, u.Count = event.FromMicros(first), event.FromMicros(last), int64(n)
 		return fn(u)
 	})
+}
+
+// compareUse orders uses by principal, action and resource.
+func compareUse(a, b store.Use) int {
+	return cmp.Or(strings.Compare(a.Principal, b.Principal), strings.Compare(a.Action, b.Action), strings.Compare(a.Resource, b.Resource))
 }
 
 // Approval implements store.Reader: the request's events replayed in log order, the answers
