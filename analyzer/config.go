@@ -280,6 +280,9 @@ func (c *Config) Validate() error {
 // SetBaseline sets the loaded baseline (for a config built in code).
 func (c *Config) SetBaseline(b *Baseline) { c.baseline = b }
 
+// LoadedBaseline is the baseline the drift rule judges by (nil: none).
+func (c *Config) LoadedBaseline() *Baseline { return c.baseline }
+
 // LoadConfig reads a config file (the analyzer section alone), applies the defaults and
 // validates it.
 func LoadConfig(path string) (*Config, error) {

@@ -170,10 +170,9 @@ func Baseline(h *History) *analyzer.Baseline {
 	return b
 }
 
-// BaselineYAML is the history's Baseline as a commented YAML file: lists of names and each
-// grant on one line.
-func BaselineYAML(h *History) ([]byte, error) {
-	b := Baseline(h)
+// BaselineYAML is a history's Baseline as a commented YAML file: lists of names and each grant
+// on one line.
+func BaselineYAML(b *analyzer.Baseline) ([]byte, error) {
 	var doc yaml.Node
 	if err := doc.Encode(b); err != nil {
 		return nil, fmt.Errorf("demo baseline: %w", err)

@@ -244,7 +244,7 @@ func TestDemoHighlights(t *testing.T) {
 func TestDemoAnalyzerFiles(t *testing.T) {
 	a := analyse(t, 1)
 	dir := t.TempDir()
-	b, err := demo.BaselineYAML(a.h)
+	b, err := demo.BaselineYAML(demo.Baseline(a.h))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -505,7 +505,7 @@ func writeDemoAnalyzerConfig(dir string, h *demo.History) (*analyzer.Config, err
 	if err != nil {
 		return nil, err
 	}
-	baseline, err := demo.BaselineYAML(h)
+	baseline, err := demo.BaselineYAML(cfg.LoadedBaseline())
 	if err != nil {
 		return nil, err
 	}
