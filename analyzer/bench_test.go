@@ -116,8 +116,9 @@ func benchHistory(tb testing.TB) (changes []event.Record, decisions func(yield f
 			return cmp.Or(cmp.Compare(x.action, y.action), cmp.Compare(x.resource, y.resource))
 		})
 	}
-	pos := uint64(len(changes))
 	decisions = func(yield func([]event.Record) bool) {
+		// The same decisions, at the same positions, each time it is called.
+		pos := uint64(len(changes))
 		r := rand.New(rand.NewPCG(7, 8))
 		span := int64(120 * 24 * time.Hour)
 		batch := make([]event.Record, 0, 100_000)
@@ -263,6 +264,24 @@ func benchEmbedded(tb testing.TB, changes []event.Record, decisions func(yield f
 	return st
 }
 
+// benchLoad applies the changes and the decisions to a ClickHouse store, in large batches.
+func benchLoad(tb testing.TB, st *clickhouse.Store, changes []event.Record, decisions func(yield func([]event.Record) bool)) {
+	ctx := context.Background()
+	for i := 0; i < len(changes); i += 50_000 {
+		if err := st.Apply(ctx, changes[i:min(i+50_000, len(changes))]); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	for batch := range decisions {
+		if err := st.Apply(ctx, batch); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := st.Checkpoint(ctx); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 // benchPass runs every rule once over st and reports the time, the findings and the memory.
 //
 // concurrency is the rules run at once: the store's advised setting (Config.Concurrency), which
@@ -368,19 +387,7 @@ func BenchmarkFullPass(b *testing.B) {
 			benchPass(b, st, now, baseline, 2)
 			return
 		}
-		for i := 0; i < len(changes); i += 50_000 {
-			if err := st.Apply(ctx, changes[i:min(i+50_000, len(changes))]); err != nil {
-				b.Fatal(err)
-			}
-		}
-		for batch := range decisions {
-			if err := st.Apply(ctx, batch); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if err := st.Checkpoint(ctx); err != nil {
-			b.Fatal(err)
-		}
+		benchLoad(b, st, changes, decisions)
 		if os.Getenv("WHOCOULD_BENCH_DATABASE") != "" {
 			chtest.MarkLoaded(b, db)
 		}

@@ -7,20 +7,21 @@ import (
 
 	"github.com/whocould/whocould/analyzer"
 	"github.com/whocould/whocould/finding"
+	"github.com/whocould/whocould/internal/chtest"
+	"github.com/whocould/whocould/store/clickhouse"
 	"github.com/whocould/whocould/store/embedded"
 )
 
 // TestConcurrentRulesAgree: every rule over a small synthetic organisation (the benchmark's, at
-// a hundredth of its size) finds the same, run one rule at a time or four at once.
+// a hundredth of its size) finds the same, run one rule at a time or four at once, on the
+// embedded store and on ClickHouse.
 func TestConcurrentRulesAgree(t *testing.T) {
 	t.Setenv("WHOCOULD_BENCH_SCALE", "0.01")
 	changes, decisions, now, baseline := benchHistory(t)
-	st := benchEmbedded(t, changes, decisions)
 	ctx := context.Background()
-	run := func(concurrency int) (string, int) {
-		cfg := benchConfig(t, baseline, concurrency)
-		// A dry run: each run finds everything anew.
-		res, err := (&analyzer.Analyzer{Store: dryRun{st}, Config: cfg}).Run(ctx, analyzer.Options{Now: now})
+	run := func(st analyzer.Store, concurrency int) (string, int) {
+		t.Helper()
+		res, err := (&analyzer.Analyzer{Store: st, Config: benchConfig(t, baseline, concurrency)}).Run(ctx, analyzer.Options{Now: now})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -41,13 +42,27 @@ func TestConcurrentRulesAgree(t *testing.T) {
 		}
 		return string(js), len(res.Findings)
 	}
-	one, n := run(1)
+	// Dry runs on the embedded store: each finds everything anew.
+	st := dryRun{benchEmbedded(t, changes, decisions)}
+	one, n := run(st, 1)
 	if n < 100 {
 		t.Fatalf("%d findings: too few for the comparison to mean much", n)
 	}
-	if four, m := run(4); four != one {
+	if four, m := run(st, 4); four != one {
 		t.Fatalf("four rules at once found %d findings, one at a time %d, and they differ", m, n)
 	}
+	t.Run("clickhouse", func(t *testing.T) {
+		db := chtest.Database(t)
+		ch, err := clickhouse.Open(ctx, clickhouse.Config{Addr: chtest.Addr(t), Database: db})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ch.Close()
+		benchLoad(t, ch, changes, decisions)
+		if four, m := run(ch, 4); four != one {
+			t.Fatalf("ClickHouse, four rules at once, found %d findings, the embedded store %d, and they differ", m, n)
+		}
+	})
 }
 
 // dryRun is a store whose findings are never written.
