@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -295,7 +296,8 @@ type ruleOutcome struct {
 }
 
 // runRules runs the rules' checks, up to concurrency (at least 1) at once, each started in
-// order as another ends, and returns their outcomes in the rules' order.
+// order as another ends, and returns their outcomes in the rules' order. A check that panics
+// fails with the panic (its stack logged); the others go on.
 func runRules(ctx context.Context, in *Input, rules []Rule, concurrency int) []ruleOutcome {
 	out := make([]ruleOutcome, len(rules))
 	sem := make(chan struct{}, max(concurrency, 1))
@@ -303,8 +305,16 @@ func runRules(ctx context.Context, in *Input, rules []Rule, concurrency int) []r
 	for i, r := range rules {
 		sem <- struct{}{}
 		wg.Go(func() {
-			defer func() { <-sem }()
 			start := time.Now()
+			defer func() {
+				if v := recover(); v != nil {
+					if in.Log != nil {
+						in.Log.Error("analyzer rule panicked", "rule", r.Name, "tenant", in.Tenant, "panic", v, "stack", string(debug.Stack()))
+					}
+					out[i] = ruleOutcome{err: fmt.Errorf("panic: %v", v), took: time.Since(start)}
+				}
+				<-sem
+			}()
 			fs, err := r.Check(ctx, in)
 			out[i] = ruleOutcome{fs, err, time.Since(start)}
 		})

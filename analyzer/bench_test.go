@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -184,15 +183,6 @@ func peakRSS() uint64 {
 		}
 	}
 	return 0
-}
-
-// cpuTime is the CPU time this process has used, user and system.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // heapPeak samples the live heap while fn runs and returns its peak. With
@@ -371,10 +361,11 @@ func BenchmarkFullPass(b *testing.B) {
 		// WHOCOULD_BENCH_DATABASE=NAME keeps the loaded history in database NAME, and a later
 		// run at the same scale reuses it instead of loading it again.
 		db, kept := os.Getenv("WHOCOULD_BENCH_DATABASE"), false
+		scale := "scale " + cmp.Or(os.Getenv("WHOCOULD_BENCH_SCALE"), "1")
 		if db == "" {
 			db = chtest.Database(b)
 		} else {
-			kept = chtest.Loaded(b, db)
+			kept = chtest.Loaded(b, db, scale)
 		}
 		st, err := clickhouse.Open(ctx, clickhouse.Config{Addr: chtest.Addr(b), Database: db})
 		if err != nil {
@@ -389,7 +380,7 @@ func BenchmarkFullPass(b *testing.B) {
 		}
 		benchLoad(b, st, changes, decisions)
 		if os.Getenv("WHOCOULD_BENCH_DATABASE") != "" {
-			chtest.MarkLoaded(b, db)
+			chtest.MarkLoaded(b, db, scale)
 		}
 		benchPass(b, st, now, baseline, 2)
 	})

@@ -748,12 +748,18 @@ var errEnough = errors.New("enough decisions read")
 
 // readTallies reads what the plans need and completes their tallies: one read of the decisions
 // of the keys they must count or take evidence from (pushed down by key, effect and time: a few
-// percent of their principals' decisions), from the first any of them needs to the last, which
-// stops once each has what it needs.
+// percent of their principals' decisions), from the first any of them needs to the last. A
+// plan whose own decisions show it has what it needs (its counts done, its evidence full)
+// takes no more, and the read stops when every plan has.
 func readTallies(ctx context.Context, in *Input, plans []*tallyPlan) error {
 	if len(plans) == 0 {
 		return nil
 	}
+	defer func() {
+		for _, p := range plans {
+			p.finish()
+		}
+	}()
 	q := store.DecisionQuery{Tenant: in.Tenant, Effect: plans[0].effect}
 	from, to := int64(math.MaxInt64), int64(math.MinInt64)
 	pending := make(map[string]*tallyPlan, len(plans))
@@ -764,6 +770,9 @@ func readTallies(ctx context.Context, in *Input, plans []*tallyPlan) error {
 		from, to = min(from, p.from), max(to, p.to)
 		q.Keys = p.keys(q.Keys)
 		pending[p.principal] = p
+	}
+	if len(q.Keys) == 0 {
+		return nil // nothing to read (a plan that settle kept has a key to read)
 	}
 	q.From, q.To = event.FromMicros(from), event.FromMicros(to)
 	err := in.Store.Decisions(ctx, q, func(d store.Decision) error {
@@ -784,9 +793,6 @@ func readTallies(ctx context.Context, in *Input, plans []*tallyPlan) error {
 	})
 	if err != nil && !errors.Is(err, errEnough) {
 		return fmt.Errorf("decisions of %s from %s to %s: %w", plural(len(plans), "principal", "principals"), stamp(q.From), stamp(q.To), err)
-	}
-	for _, p := range plans {
-		p.finish()
 	}
 	return nil
 }

@@ -97,15 +97,30 @@ func run(ctx context.Context, addr, stmt string) error {
 	return nil
 }
 
-// Loaded reports whether database name holds what MarkLoaded marked, for a benchmark that keeps
-// its data between runs. When it does not, the database is made afresh (and not dropped when
-// the test ends).
-func Loaded(t testing.TB, name string) bool {
+// Loaded reports whether database name holds what MarkLoaded marked with tag (say, the data's
+// scale), for a benchmark that keeps its data between runs. When it does not, the database is
+// made afresh (and not dropped when the test ends) — unless it holds tables without such a
+// mark: a database that is not the benchmark's is never dropped.
+func Loaded(t testing.TB, name, tag string) bool {
 	t.Helper()
 	addr := Addr(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if answer(ctx, addr, "SELECT count() FROM system.tables WHERE database = '"+name+"' AND name = 'loaded_marker'") == 1 {
+	marker := markerTable(tag)
+	tables, err := answer(ctx, addr, "SELECT count() FROM system.tables WHERE database = '"+name+"'")
+	if err != nil {
+		t.Fatalf("kept database %s on %s: %v", name, addr, err)
+	}
+	marked, err := answer(ctx, addr, "SELECT count() FROM system.tables WHERE database = '"+name+"' AND substring(name, 1, 7) = 'loaded_'")
+	if err != nil {
+		t.Fatalf("kept database %s on %s: %v", name, addr, err)
+	}
+	if tables > 0 && marked == 0 {
+		t.Fatalf("database %s on %s has tables but no benchmark's mark: not dropping it; name another", name, addr)
+	}
+	if n, err := answer(ctx, addr, "SELECT count() FROM system.tables WHERE database = '"+name+"' AND name = '"+marker+"'"); err != nil {
+		t.Fatalf("kept database %s on %s: %v", name, addr, err)
+	} else if n == 1 {
 		return true
 	}
 	for _, stmt := range []string{"DROP DATABASE IF EXISTS " + name, "CREATE DATABASE " + name} {
@@ -116,28 +131,42 @@ func Loaded(t testing.TB, name string) bool {
 	return false
 }
 
-// MarkLoaded marks database name as loaded for Loaded.
-func MarkLoaded(t testing.TB, name string) {
+// MarkLoaded marks database name as loaded, with tag, for Loaded.
+func MarkLoaded(t testing.TB, name, tag string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := run(ctx, Addr(t), "CREATE TABLE "+name+".loaded_marker (x UInt8) ENGINE = TinyLog"); err != nil {
+	if err := run(ctx, Addr(t), "CREATE TABLE "+name+"."+markerTable(tag)+" (x UInt8) ENGINE = TinyLog"); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// answer is the number a query answers, 0 when it fails.
-func answer(ctx context.Context, addr, query string) uint64 {
+// markerTable is the name of the table that marks a database loaded with tag.
+func markerTable(tag string) string {
+	var b strings.Builder
+	b.WriteString("loaded_")
+	for _, r := range strings.ToLower(tag) {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
+}
+
+// answer is the number a query answers.
+func answer(ctx context.Context, addr, query string) (uint64, error) {
 	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}, DialTimeout: 10 * time.Second, MaxOpenConns: 1})
 	if err != nil {
-		return 0
+		return 0, err
 	}
 	defer conn.Close()
 	var n uint64
-	if conn.QueryRow(ctx, query).Scan(&n) != nil {
-		return 0
+	if err := conn.QueryRow(ctx, query).Scan(&n); err != nil {
+		return 0, fmt.Errorf("%s: %w", query, err)
 	}
-	return n
+	return n, nil
 }
 
 // Exec runs stmt on the server of Addr.

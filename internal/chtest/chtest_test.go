@@ -67,3 +67,33 @@ func TestAddrWithoutAServer(t *testing.T) {
 		}
 	}
 }
+
+// TestLoaded: a kept database is made once, reused under its tag, and made afresh for another.
+func TestLoaded(t *testing.T) {
+	addr := Addr(t)
+	name := dbName("kept")
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = run(ctx, addr, "DROP DATABASE IF EXISTS "+name)
+	})
+	if Loaded(t, name, "scale 0.1") {
+		t.Fatal("a database never made: loaded")
+	}
+	if Loaded(t, name, "scale 0.1") {
+		t.Fatal("a database made but never marked: loaded")
+	}
+	Exec(t, "CREATE TABLE "+name+".data (x UInt8) ENGINE = TinyLog")
+	MarkLoaded(t, name, "scale 0.1")
+	if !Loaded(t, name, "scale 0.1") {
+		t.Fatal("marked with its tag: not loaded")
+	}
+	if Loaded(t, name, "scale 1") {
+		t.Fatal("marked with another tag: loaded")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if n, err := answer(ctx, addr, "SELECT count() FROM system.tables WHERE database = '"+name+"'"); err != nil || n != 0 {
+		t.Fatalf("made afresh for another tag: %d tables (%v), want none", n, err)
+	}
+}

@@ -138,6 +138,8 @@ func (s *Store) PutFindings(ctx context.Context, tenant string, fs []finding.Fin
 	defer b.Close()
 	now := time.Now().UTC()
 	v := max(s.findingsVersion, uint64(now.UnixNano()))
+	// The versions used are used, even when the insert fails after sending some blocks.
+	defer func() { s.findingsVersion = v }()
 	pending := 0 // bytes of JSON in the block not sent yet
 	for _, f := range fs {
 		f.Tenant = tenant
@@ -162,6 +164,5 @@ func (s *Store) PutFindings(ctx context.Context, tenant string, fs []finding.Fin
 	if err := b.Send(); err != nil {
 		return fmt.Errorf("clickhouse: store findings of %s: %w", tenant, err)
 	}
-	s.findingsVersion = v
 	return nil
 }

@@ -57,7 +57,10 @@ type Store struct {
 	// findingsDB is the database of the findings (analysis.go): the catalog's, also for a
 	// generation being rebuilt.
 	findingsDB string
-	findingsMu sync.Mutex // guards findingsVersion
+	// finalInKeyOrder: a FINAL read of one table comes in key order (one server, of a release
+	// that merges the parts into one stream): see Usage.
+	finalInKeyOrder bool
+	findingsMu      sync.Mutex // guards findingsVersion
 	// findingsVersion is the version of the last finding written.
 	findingsVersion uint64
 
@@ -96,12 +99,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkServer(ctx, conn, cfg); err != nil {
+	version, err := checkServer(ctx, conn, cfg)
+	if err != nil {
 		conn.Close()
 		return nil, err
 	}
 	s := &Store{cfg: cfg, catalog: conn, conn: conn, db: cfg.Database, log: cfg.Logger, generation: cfg.generation,
-		pools: map[string]driver.Conn{cfg.Database: conn}, findingsDB: cfg.Database}
+		pools: map[string]driver.Conn{cfg.Database: conn}, findingsDB: cfg.Database,
+		finalInKeyOrder: cfg.Cluster == "" && !versionAtLeast(version, finalOrderedBefore)}
 	if err := migrate(ctx, conn, s.log, schema, ms); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("clickhouse %s/%s: %w", cfg.Addr, cfg.Database, err)
@@ -150,27 +155,30 @@ func options(cfg Config, database string) *ch.Options {
 // modernMinVersion is the oldest release Config.Modern is for.
 const modernMinVersion = "20.3"
 
+// finalOrderedBefore is the first release past the one FINAL's key order was measured on
+// (18.16, which merges a table's parts into one sorted stream); later ones may read FINAL in
+// parallel ranges, out of order.
+const finalOrderedBefore = "19.1"
+
 // checkServer refuses a configuration the server cannot serve: Modern on a release older than
-// modernMinVersion, a Cluster the server does not know.
-func checkServer(ctx context.Context, conn driver.Conn, cfg Config) error {
+// modernMinVersion, a Cluster the server does not know. It returns the server's version.
+func checkServer(ctx context.Context, conn driver.Conn, cfg Config) (string, error) {
 	where := fmt.Sprintf("clickhouse %s/%s", cfg.Addr, cfg.Database)
-	if cfg.Modern {
-		var version string
-		if err := conn.QueryRow(ctx, "SELECT version()").Scan(&version); err != nil {
-			return fmt.Errorf("%s: read the server's version: %w", where, err)
-		}
-		if !versionAtLeast(version, modernMinVersion) {
-			return fmt.Errorf("clickhouse config: modern: the server at %s runs ClickHouse %s; LowCardinality, codecs and TTL "+
-				"need %s or later: set modern: false (and no retention)", cfg.Addr, version, modernMinVersion)
-		}
+	var version string
+	if err := conn.QueryRow(ctx, "SELECT version()").Scan(&version); err != nil {
+		return "", fmt.Errorf("%s: read the server's version: %w", where, err)
+	}
+	if cfg.Modern && !versionAtLeast(version, modernMinVersion) {
+		return "", fmt.Errorf("clickhouse config: modern: the server at %s runs ClickHouse %s; LowCardinality, codecs and TTL "+
+			"need %s or later: set modern: false (and no retention)", cfg.Addr, version, modernMinVersion)
 	}
 	if cfg.Cluster != "" {
 		var n uint64
 		if err := conn.QueryRow(ctx, "SELECT count() FROM system.clusters WHERE cluster = ?", cfg.Cluster).Scan(&n); err != nil {
-			return fmt.Errorf("%s: read the server's clusters: %w", where, err)
+			return "", fmt.Errorf("%s: read the server's clusters: %w", where, err)
 		}
 		if n == 0 {
-			return fmt.Errorf("clickhouse config: cluster: the server at %s has no cluster %q in its remote_servers", cfg.Addr, cfg.Cluster)
+			return "", fmt.Errorf("clickhouse config: cluster: the server at %s has no cluster %q in its remote_servers", cfg.Addr, cfg.Cluster)
 		}
 		// A Distributed table writes each shard's rows to one of its replicas, and the others
 		// fetch them a moment later. Reads must go where the writes went, or they miss rows
@@ -182,10 +190,10 @@ func checkServer(ctx context.Context, conn driver.Conn, cfg Config) error {
 		if err := conn.QueryRow(ctx, `SELECT
     (SELECT value FROM system.settings WHERE name = 'load_balancing'),
     (SELECT toUInt64(value) FROM system.settings WHERE name = 'prefer_localhost_replica')`).Scan(&lb, &preferLocal); err != nil {
-			return fmt.Errorf("%s: read the user's settings: %w", where, err)
+			return "", fmt.Errorf("%s: read the user's settings: %w", where, err)
 		}
 		if lb != "in_order" && lb != "first_or_random" {
-			return fmt.Errorf("clickhouse config: cluster: user %s on %s has load_balancing %s: reads could miss rows a replica has not "+
+			return "", fmt.Errorf("clickhouse config: cluster: user %s on %s has load_balancing %s: reads could miss rows a replica has not "+
 				"fetched yet; set load_balancing to in_order (and prefer_localhost_replica to 0) in the user's profile, as "+
 				"deploy/clickhouse/users.d/whocould.xml does", cfg.Username, cfg.Addr, lb)
 		}
@@ -195,7 +203,7 @@ func checkServer(ctx context.Context, conn driver.Conn, cfg Config) error {
 				"user's profile", "addr", cfg.Addr, "user", cfg.Username)
 		}
 	}
-	return nil
+	return version, nil
 }
 
 // versionAtLeast reports whether the release version (e.g. 18.16.1, 24.8.4.13) is min (major.minor)

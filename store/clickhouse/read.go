@@ -123,12 +123,11 @@ func (s *Store) Decisions(ctx context.Context, q store.DecisionQuery, fn func(st
 
 	// Sorting a large answer spills to disk rather than failing on the server's memory limit.
 	ctx = ch.Context(ctx, ch.WithSettings(ch.Settings{"max_bytes_before_external_sort": externalSortBytes}))
-	ctx, err := withKeys(ctx, q)
+	conn, err := s.reader(ctx)
 	if err != nil {
 		return err
 	}
-	conn, err := s.reader(ctx)
-	if err != nil {
+	if ctx, err = withKeys(ctx, q); err != nil { // after reader: its own queries need not carry them
 		return err
 	}
 	tenant := tenantName(q.Tenant)
@@ -180,9 +179,9 @@ func (s *Store) Usage(ctx context.Context, q store.DecisionQuery, fn func(store.
 	final := false // read with qUsageFinal: check the order, as nothing asks it
 	if q.From.IsZero() && q.To.IsZero() && (q.Effect == "" || q.Effect == event.Allow) {
 		// On one server of the release we test on, FINAL merges the table's parts into one
-		// stream in key order; a distributed read unions the shards' streams, and current
+		// stream in key order; a distributed read unions the shards' streams, and later
 		// releases read FINAL in parallel ranges, so there a GROUP BY and ORDER BY sort them.
-		final = s.cfg.Cluster == "" && !s.cfg.Modern
+		final = s.finalInKeyOrder
 		if final {
 			sql.WriteString(qUsageFinal)
 		} else {
@@ -204,12 +203,11 @@ func (s *Store) Usage(ctx context.Context, q store.DecisionQuery, fn func(store.
 	if !final {
 		sql.WriteString(qUsageGroup)
 	}
-	ctx, err := withKeys(ctx, q)
+	conn, err := s.reader(ctx)
 	if err != nil {
 		return err
 	}
-	conn, err := s.reader(ctx)
-	if err != nil {
+	if ctx, err = withKeys(ctx, q); err != nil { // after reader: its own queries need not carry them
 		return err
 	}
 	var prev store.Use
@@ -222,8 +220,8 @@ func (s *Store) Usage(ctx context.Context, q store.DecisionQuery, fn func(store.
 		}
 		if final {
 			if prev.Principal != "" && compareUse(prev, u) >= 0 {
-				return fmt.Errorf("clickhouse: usage: the server read %s %s on %s after %s %s on %s: not in key order "+
-					"(set modern: true for a current release)", u.Principal, u.Action, u.Resource, prev.Principal, prev.Action, prev.Resource)
+				return fmt.Errorf("clickhouse: usage: the server read %s %s on %s after %s %s on %s: a FINAL read not in key order",
+					u.Principal, u.Action, u.Resource, prev.Principal, prev.Action, prev.Resource)
 			}
 			prev = u
 		}

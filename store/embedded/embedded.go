@@ -410,8 +410,8 @@ func (s *Store) sortDecisions(t *tenant) {
 
 // selected calls fn, under s.mu (held for writing: sorting and indexing may write), with each
 // decision q selects, in event-time order: a principal's decisions through its index, a time
-// range by binary search.
-func (s *Store) selected(t *tenant, q store.DecisionQuery, after uint64, fn func(d *decision) bool) {
+// range by binary search. keys is q.Keys by string ids (keyIDs: nil when q names none).
+func (s *Store) selected(t *tenant, q store.DecisionQuery, keys map[useKey]bool, after uint64, fn func(d *decision) bool) {
 	s.sortDecisions(t)
 	from, to := int64(math.MinInt64), int64(math.MaxInt64)
 	if !q.From.IsZero() {
@@ -421,8 +421,7 @@ func (s *Store) selected(t *tenant, q store.DecisionQuery, after uint64, fn func
 		to = event.Micros(q.To)
 	}
 	ps, a, r, ok := s.filterIDs(q)
-	keys, ok2 := s.keyIDs(q.Keys)
-	if !ok || !ok2 || (q.Effect != "" && q.Effect != event.Allow && q.Effect != event.Deny) {
+	if !ok || (q.Effect != "" && q.Effect != event.Allow && q.Effect != event.Deny) {
 		return
 	}
 	if keys != nil {
@@ -465,7 +464,8 @@ func (s *Store) Decisions(ctx context.Context, q store.DecisionQuery, fn func(st
 	const page = 4096
 	tenant := tenantName(q.Tenant)
 	var after uint64 // the last position sent at q.From's instant
-	for {
+	var keys map[useKey]bool
+	for page0 := true; ; page0 = false {
 		out := make([]store.Decision, 0, page)
 		s.mu.Lock()
 		t := s.tenants[tenant]
@@ -473,7 +473,15 @@ func (s *Store) Decisions(ctx context.Context, q store.DecisionQuery, fn func(st
 			s.mu.Unlock()
 			return nil
 		}
-		s.selected(t, q, after, func(d *decision) bool {
+		if page0 {
+			// The keys once (a key first seen after this read began is not read).
+			var ok bool
+			if keys, ok = s.keyIDs(q.Keys); !ok {
+				s.mu.Unlock()
+				return nil
+			}
+		}
+		s.selected(t, q, keys, after, func(d *decision) bool {
 			if len(out) == page {
 				return false
 			}
@@ -694,7 +702,7 @@ func (s *Store) countedUsage(ctx context.Context, q store.DecisionQuery) ([]stor
 	}
 	at := map[useKey]int32{}
 	var uses []use
-	s.selected(t, q, 0, func(d *decision) bool {
+	s.selected(t, q, nil, 0, func(d *decision) bool { // Usage applies q.Keys itself
 		k := useKey{d.principal, d.action, d.resource}
 		if i, ok := at[k]; ok {
 			uses[i].last = d.time // in event-time order
