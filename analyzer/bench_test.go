@@ -236,26 +236,30 @@ func benchConfig(tb testing.TB, baseline *analyzer.Baseline, concurrency int) *a
 	return cfg
 }
 
-// benchEmbedded is an embedded store holding the changes and the decisions.
+// benchEmbedded is an embedded store holding the changes and the decisions, closed when the
+// test ends.
 func benchEmbedded(tb testing.TB, changes []event.Record, decisions func(yield func([]event.Record) bool)) *embedded.Store {
 	st, err := embedded.Open(embedded.Config{})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ctx := context.Background()
-	if err := st.Apply(ctx, changes); err != nil {
-		tb.Fatal(err)
-	}
-	for batch := range decisions {
-		if err := st.Apply(ctx, batch); err != nil {
-			tb.Fatal(err)
-		}
-	}
+	tb.Cleanup(func() { st.Close() })
+	benchApply(tb, st, changes, decisions)
 	return st
 }
 
-// benchLoad applies the changes and the decisions to a ClickHouse store, in large batches.
+// benchLoad applies the changes and the decisions to a ClickHouse store, and checkpoints.
 func benchLoad(tb testing.TB, st *clickhouse.Store, changes []event.Record, decisions func(yield func([]event.Record) bool)) {
+	benchApply(tb, st, changes, decisions)
+	if err := st.Checkpoint(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// benchApply applies the changes and the decisions to st, in large batches.
+func benchApply(tb testing.TB, st interface {
+	Apply(context.Context, []event.Record) error
+}, changes []event.Record, decisions func(yield func([]event.Record) bool)) {
 	ctx := context.Background()
 	for i := 0; i < len(changes); i += 50_000 {
 		if err := st.Apply(ctx, changes[i:min(i+50_000, len(changes))]); err != nil {
@@ -266,9 +270,6 @@ func benchLoad(tb testing.TB, st *clickhouse.Store, changes []event.Record, deci
 		if err := st.Apply(ctx, batch); err != nil {
 			tb.Fatal(err)
 		}
-	}
-	if err := st.Checkpoint(ctx); err != nil {
-		tb.Fatal(err)
 	}
 }
 

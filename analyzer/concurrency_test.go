@@ -14,7 +14,9 @@ import (
 
 // TestConcurrentRulesAgree: every rule over a small synthetic organisation (the benchmark's, at
 // a hundredth of its size) finds the same, run one rule at a time or four at once, on the
-// embedded store and on ClickHouse.
+// embedded store and on ClickHouse. What it guards against is shared state the rules write
+// while running side by side: run it with -race (TestRunRules checks that as many run at once
+// as the concurrency says).
 func TestConcurrentRulesAgree(t *testing.T) {
 	t.Setenv("WHOCOULD_BENCH_SCALE", "0.01")
 	changes, decisions, now, baseline := benchHistory(t)

@@ -361,21 +361,15 @@ func (r *pcRun) peerSets(p *pcPrincipal) (attrs, attrsWhat, groups, groupsWhat s
 	return attrs, attrsWhat, groups, groupsWhat
 }
 
-// peerKey names p's peers ("" for none): those with its department and title when it has both,
-// else those with its set of direct groups.
-func (r *pcRun) peerKey(p *pcPrincipal) string { return cmp.Or(r.attrPeers(p), r.groupPeers(p)) }
-
-func (r *pcRun) attrPeers(p *pcPrincipal) string  { k, _, _, _ := r.peerSets(p); return k }
-func (r *pcRun) groupPeers(p *pcPrincipal) string { _, _, k, _ := r.peerSets(p); return k }
-
 // findings is the second pass: peers, and the findings.
 func (r *pcRun) findings(ctx context.Context, ps []*pcPrincipal) ([]finding.Finding, error) {
 	// The sets' members first: what they hold is counted only in a set large enough to judge
 	// by (most sets of direct groups are one principal's).
 	peers := map[string]*pcPeers{}
-	for _, p := range ps {
+	sets := make([][2]*pcPeers, len(ps)) // each principal's sets: by attributes, by groups
+	for i, p := range ps {
 		ak, aw, gk, gw := r.peerSets(p)
-		for _, k := range [][2]string{{ak, aw}, {gk, gw}} {
+		for j, k := range [][2]string{{ak, aw}, {gk, gw}} {
 			if k[0] == "" {
 				continue
 			}
@@ -385,13 +379,12 @@ func (r *pcRun) findings(ctx context.Context, ps []*pcPrincipal) ([]finding.Find
 				peers[k[0]] = s
 			}
 			s.members++
+			sets[i][j] = s
 		}
 	}
-	for _, p := range ps {
-		ak, _, gk, _ := r.peerSets(p)
-		for _, k := range []string{ak, gk} {
-			s := peers[k]
-			if k == "" || s.members-1 < r.cfg.MinPeers {
+	for i, p := range ps {
+		for _, s := range sets[i] {
+			if !r.judgeable(s) {
 				continue
 			}
 			if s.holding == nil {
@@ -403,9 +396,9 @@ func (r *pcRun) findings(ctx context.Context, ps []*pcPrincipal) ([]finding.Find
 		}
 	}
 	outs := make([][]finding.Finding, len(ps))
-	err := parallel(ctx, len(ps), func(i int) (err error) {
-		outs[i], err = r.judged(ctx, ps[i], peers)
-		return err
+	err := parallel(ctx, len(ps), func(i int) error {
+		outs[i] = r.judged(ps[i], sets[i][0], sets[i][1])
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("privilege creep: %w", err)
@@ -416,6 +409,9 @@ func (r *pcRun) findings(ctx context.Context, ps []*pcPrincipal) ([]finding.Find
 	}
 	return out, nil
 }
+
+// judgeable reports whether s (nil: none) has enough members to judge a principal by.
+func (r *pcRun) judgeable(s *pcPeers) bool { return s != nil && s.members-1 >= r.cfg.MinPeers }
 
 // rare reports whether fewer than PeerPercent% of s's members but one (a principal's peers)
 // hold e, which that principal holds.
@@ -437,12 +433,17 @@ type pcOdd struct {
 	held int
 }
 
-// judged is p's findings.
-func (r *pcRun) judged(ctx context.Context, p *pcPrincipal, peers map[string]*pcPeers) ([]finding.Finding, error) {
+// judged is p's findings; attrs and groups are its sets of peers (nil: none). Its peers are
+// those with its department and title when it has both, else those with its set of direct
+// groups.
+func (r *pcRun) judged(p *pcPrincipal, attrs, groups *pcPeers) []finding.Finding {
 	cfg := r.cfg
 	var odd []pcOdd // its entitlements rare among its peers
-	s := peers[r.peerKey(p)]
-	if s != nil && s.members-1 >= cfg.MinPeers {
+	s := attrs
+	if s == nil {
+		s = groups
+	}
+	if r.judgeable(s) {
 		for _, id := range p.ents {
 			if r.rare(s, id) {
 				a, res := r.g.EntitlementNames(id)
@@ -456,7 +457,7 @@ func (r *pcRun) judged(ctx context.Context, p *pcPrincipal, peers map[string]*pc
 		k := pcKept{m: m, n: len(m.kept), listed: m.kept}
 		if m.group == "" {
 			ids := m.keptIDs
-			if s := peers[r.attrPeers(p)]; s != nil && s.members-1 >= cfg.MinPeers {
+			if s := attrs; r.judgeable(s) {
 				ids = nil
 				for _, id := range m.keptIDs {
 					if r.rare(s, id) {
@@ -472,7 +473,7 @@ func (r *pcRun) judged(ctx context.Context, p *pcPrincipal, peers map[string]*pc
 		}
 	}
 	if len(p.gained) == 0 && len(kept) == 0 && len(odd) == 0 {
-		return nil, nil
+		return nil
 	}
 	gained := r.first(p.gained, pcMaxListed)
 	need := slices.Clone(gained)
@@ -495,7 +496,7 @@ func (r *pcRun) judged(ctx context.Context, p *pcPrincipal, peers map[string]*pc
 	if len(odd) > 0 {
 		out = append(out, r.outliers(p, odd, s, paths)...)
 	}
-	return out, nil
+	return out
 }
 
 // growth is p's growth finding; gained are the gained entitlements listed.

@@ -268,7 +268,7 @@ func checkAccessAfterDeprovisioning(ctx context.Context, in *Input) ([]finding.F
 			}
 		}
 	}
-	after, err := decisionsAfter(ctx, in, idx, leavers)
+	after, err := decisionsAfter(ctx, in, idx, names, leavers)
 	if err != nil {
 		return nil, err
 	}
@@ -438,16 +438,15 @@ func trimFloat(f float64) string { return strings.TrimSuffix(fmt.Sprintf("%.1f",
 // (before Now): one read of the leavers' allowed decisions (principals, effect and time pushed
 // down), each counted in the stretch that holds it. Unlike shadow-access, it does not settle
 // keys from Usage: the decisions it reads are the ones it reports, and a tenant-wide Usage
-// costs more than reading a few leavers' decisions.
-func decisionsAfter(ctx context.Context, in *Input, idx relationEvents, leavers map[string][]leaverStretch) ([]finding.Finding, error) {
+// costs more than reading a few leavers' decisions. names are the leavers, sorted.
+func decisionsAfter(ctx context.Context, in *Input, idx relationEvents, names []string, leavers map[string][]leaverStretch) ([]finding.Finding, error) {
 	now := event.Micros(in.Now)
 	type stretch struct {
 		s     leaverStretch
 		to    int64
 		tally *decisionTally
 	}
-	names := make([]string, 0, len(leavers))
-	stretches := map[string][]*stretch{} // each leaver's, by time
+	stretches := map[string][]*stretch{} // each leaver's, in time order (leaverStretches')
 	from, to := int64(math.MaxInt64), int64(math.MinInt64)
 	for p, ss := range leavers {
 		for _, s := range ss {
@@ -456,15 +455,11 @@ func decisionsAfter(ctx context.Context, in *Input, idx relationEvents, leavers 
 				from, to = min(from, s.from), max(to, end)
 			}
 		}
-		if len(stretches[p]) > 0 {
-			slices.SortFunc(stretches[p], func(a, b *stretch) int { return cmp.Compare(a.s.from, b.s.from) })
-			names = append(names, p)
-		}
 	}
+	names = slices.DeleteFunc(slices.Clone(names), func(p string) bool { return len(stretches[p]) == 0 })
 	if len(names) == 0 {
 		return nil, nil
 	}
-	slices.Sort(names)
 	q := store.DecisionQuery{Tenant: in.Tenant, Principals: names, Effect: event.Allow, From: event.FromMicros(from), To: event.FromMicros(to)}
 	err := in.Store.Decisions(ctx, q, func(d store.Decision) error {
 		at, k := event.Micros(d.Time), useKey{d.Effect, d.Action, d.Resource}
@@ -479,6 +474,7 @@ func decisionsAfter(ctx context.Context, in *Input, idx relationEvents, leavers 
 			t.n++
 			t.last, t.lastKey = at, k
 			t.witness(d)
+			break // the stretches do not overlap
 		}
 		return nil
 	})

@@ -34,14 +34,18 @@ func TestRunRules(t *testing.T) {
 			return []finding.Finding{{ID: name}}, nil
 		}}
 	}
-	rules := []Rule{rule("slow", 30*time.Millisecond, false), rule("panics", 10*time.Millisecond, true),
-		rule("quick", 0, false), rule("also-quick", 0, false)}
+	took := []time.Duration{30 * time.Millisecond, 10 * time.Millisecond, 0, 0} // at least
+	rules := []Rule{rule("slow", took[0], false), rule("panics", took[1], true), rule("quick", took[2], false),
+		rule("also-quick", took[3], false)}
 	for _, concurrency := range []int{0, 1, 2, 4} {
 		running.Store(0)
 		most.Store(0)
 		want.Store(int32(max(concurrency, 1)))
 		out := runRules(context.Background(), &Input{Log: slog.New(slog.DiscardHandler)}, rules, concurrency)
 		for i, o := range out {
+			if o.took < took[i] {
+				t.Errorf("concurrency %d: rule %s took %s, want at least %s", concurrency, rules[i].Name, o.took, took[i])
+			}
 			if rules[i].Name == "panics" {
 				if o.err == nil || !strings.Contains(o.err.Error(), "panic: assignment to entry in nil map") || o.found != nil {
 					t.Errorf("concurrency %d: the panicking rule gave %v, %v", concurrency, o.found, o.err)

@@ -250,18 +250,24 @@ func shadowGroups(ctx context.Context, in *Input, send func([]shadowGroup) error
 	}); err != nil {
 		return fmt.Errorf("usage (denied): %w", err)
 	}
-	slices.SortStableFunc(denied, func(a, b store.Use) int { return cmp.Compare(a.Principal, b.Principal) })
+	// take takes principal p's denied uses off the front of denied (in principal order, as
+	// Usage gives them).
+	take := func(p string) []store.Use {
+		n := 0
+		for n < len(denied) && denied[n].Principal == p {
+			n++
+		}
+		d := denied[:n:n]
+		denied = denied[n:]
+		return d
+	}
 	// deniedUpTo adds the principals with denied uses alone before p ("": all that are left).
 	deniedUpTo := func(p string) error {
 		for len(denied) > 0 && (p == "" || denied[0].Principal < p) {
-			n := 1
-			for n < len(denied) && denied[n].Principal == denied[0].Principal {
-				n++
-			}
-			if err := add(shadowGroup{p: denied[0].Principal, d: denied[:n:n]}); err != nil {
+			q := denied[0].Principal
+			if err := add(shadowGroup{p: q, d: take(q)}); err != nil {
 				return err
 			}
-			denied = denied[n:]
 		}
 		return nil
 	}
@@ -273,11 +279,7 @@ func shadowGroups(ctx context.Context, in *Input, send func([]shadowGroup) error
 		if err := deniedUpTo(cur.p); err != nil {
 			return err
 		}
-		n := 0
-		for n < len(denied) && denied[n].Principal == cur.p {
-			n++
-		}
-		cur.d, denied = denied[:n:n], denied[n:]
+		cur.d = take(cur.p)
 		g := cur
 		cur = shadowGroup{}
 		return add(g)
@@ -593,13 +595,11 @@ type tallyPlan struct {
 	could map[useKey][]Span
 	// from and to bound what is read; countsUntil is when every unsettled key is counted.
 	from, to, countsUntil int64
-	effect                string // of every key read, or "" when they differ
-	effects               map[string]bool
 }
 
 func newTallyPlan(principal string) *tallyPlan {
 	return &tallyPlan{principal: principal, checks: map[useKey][]*decisionCheck{}, wanted: map[evidenceAt]*decisionTally{},
-		could: map[useKey][]Span{}, from: math.MaxInt64, to: math.MinInt64, countsUntil: math.MinInt64, effects: map[string]bool{}}
+		could: map[useKey][]Span{}, from: math.MaxInt64, to: math.MinInt64, countsUntil: math.MinInt64}
 }
 
 // tally starts a finding's tally.
@@ -618,7 +618,6 @@ func (p *tallyPlan) add(u store.Use, effect string, spans []Span, t *decisionTal
 	}
 	k := useKey{effect, u.Action, u.Resource}
 	first, last := event.Micros(u.First), event.Micros(u.Last)
-	p.effects[effect] = true
 	if u.Count <= 2 {
 		kc := keyCount{key: k}
 		for i, at := range []int64{first, last}[:u.Count] {
@@ -675,19 +674,19 @@ func (p *tallyPlan) settle() bool {
 		}
 		t.cands = nil
 	}
-	if len(p.effects) == 1 {
-		for e := range p.effects {
-			p.effect = e
-		}
-	}
 	return p.from < p.to
 }
 
-// keys appends to ks the keys whose decisions the plan reads (of either effect: the read's
-// effect is one, or any).
-func (p *tallyPlan) keys(ks []store.UseKey) []store.UseKey {
+// keys appends to ks the keys whose decisions the plan reads, and returns the effect they all
+// have ("" when they differ).
+func (p *tallyPlan) keys(ks []store.UseKey) ([]store.UseKey, string) {
 	seen := map[entitlementKey]bool{}
+	effect, mixed := "", false
 	add := func(k useKey) {
+		if effect == "" {
+			effect = k.effect
+		}
+		mixed = mixed || k.effect != effect
 		if e := k.entitlement(); !seen[e] {
 			seen[e] = true
 			ks = append(ks, store.UseKey{Principal: p.principal, Action: k.action, Resource: k.resource})
@@ -699,7 +698,10 @@ func (p *tallyPlan) keys(ks []store.UseKey) []store.UseKey {
 	for e := range p.wanted {
 		add(e.key)
 	}
-	return ks
+	if mixed {
+		effect = ""
+	}
+	return ks, effect
 }
 
 // take counts decision d of the principal.
@@ -760,15 +762,18 @@ func readTallies(ctx context.Context, in *Input, plans []*tallyPlan) error {
 			p.finish()
 		}
 	}()
-	q := store.DecisionQuery{Tenant: in.Tenant, Effect: plans[0].effect}
+	q := store.DecisionQuery{Tenant: in.Tenant}
 	from, to := int64(math.MaxInt64), int64(math.MinInt64)
 	pending := make(map[string]*tallyPlan, len(plans))
-	for _, p := range plans {
-		if p.effect != q.Effect {
-			q.Effect = ""
+	for i, p := range plans {
+		var effect string
+		q.Keys, effect = p.keys(q.Keys)
+		if i == 0 {
+			q.Effect = effect
+		} else if effect != q.Effect {
+			q.Effect = "" // of both effects
 		}
 		from, to = min(from, p.from), max(to, p.to)
-		q.Keys = p.keys(q.Keys)
 		pending[p.principal] = p
 	}
 	if len(q.Keys) == 0 {

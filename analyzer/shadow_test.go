@@ -10,6 +10,7 @@ import (
 
 	"github.com/whocould/whocould/access"
 	"github.com/whocould/whocould/event"
+	"github.com/whocould/whocould/finding"
 	"github.com/whocould/whocould/graph"
 	"github.com/whocould/whocould/internal/randhist"
 	"github.com/whocould/whocould/store"
@@ -241,7 +242,6 @@ func (c *countingReader) Decisions(ctx context.Context, q store.DecisionQuery, f
 // know, with 2000 allowed decisions over 200 keys, is one finding of 2000 decisions, read up to
 // its first maxDecisionEvidence.
 func TestShadowReadsLittle(t *testing.T) {
-	ctx := context.Background()
 	var recs []event.Record
 	base := time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)
 	for i := range 2000 {
@@ -249,6 +249,19 @@ func TestShadowReadsLittle(t *testing.T) {
 			Type: event.Decision, Time: base.Add(time.Duration(i) * time.Minute),
 			Data: event.Data{Principal: "user:ghost", Action: "db.read", Resource: fmt.Sprintf("db:prod/t%d", i%200), Effect: event.Allow}}})
 	}
+	fs, cr := shadowCounting(t, recs, base.Add(60*24*time.Hour))
+	if len(fs) != 1 || fs[0].Details["decisions"] != int64(2000) || fs[0].Details["keys"] != 200 {
+		t.Fatalf("findings %+v, want one of 2000 decisions on 200 keys", fs)
+	}
+	if cr.reads != 1 || cr.rows > maxDecisionEvidence+1 {
+		t.Errorf("%d reads streamed %d decisions, want one read stopped after %d", cr.reads, cr.rows, maxDecisionEvidence)
+	}
+}
+
+// shadowCounting runs shadow-access over recs at now, and counts what it reads.
+func shadowCounting(t *testing.T, recs []event.Record, now time.Time) ([]finding.Finding, *countingReader) {
+	t.Helper()
+	ctx := context.Background()
 	st := memStore(t, recs)
 	m, err := Load(ctx, st, event.DefaultTenant)
 	if err != nil {
@@ -257,16 +270,11 @@ func TestShadowReadsLittle(t *testing.T) {
 	cfg := &Config{}
 	cfg.Defaults()
 	cr := &countingReader{Reader: st}
-	fs, err := checkShadowAccess(ctx, &Input{Tenant: event.DefaultTenant, Now: base.Add(60 * 24 * time.Hour), Config: cfg, Store: cr, Model: m})
+	fs, err := checkShadowAccess(ctx, &Input{Tenant: event.DefaultTenant, Now: now, Config: cfg, Store: cr, Model: m})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(fs) != 1 || fs[0].Details["decisions"] != int64(2000) || fs[0].Details["keys"] != 200 {
-		t.Fatalf("findings %+v, want one of 2000 decisions on 200 keys", fs)
-	}
-	if cr.reads != 1 || cr.rows > maxDecisionEvidence+1 {
-		t.Errorf("%d reads streamed %d decisions, want one read stopped after %d", cr.reads, cr.rows, maxDecisionEvidence)
-	}
+	return fs, cr
 }
 
 // memStore is an embedded store in memory with recs applied, closed at the test's end.
@@ -281,4 +289,31 @@ func memStore(t *testing.T, recs []event.Record) *embedded.Store {
 		t.Fatal(err)
 	}
 	return st
+}
+
+// TestShadowReadsOnlyItsKeys: of a principal's decisions, only those of keys that must be
+// counted are read. user:k may always read db:prod/c, and db:prod/a from 10:10; it reads both
+// every minute from 10:00, so its decisions on db:prod/a before 10:10 offend and must be
+// counted, and those on db:prod/c, in the same stretch of time, are never read.
+func TestShadowReadsOnlyItsKeys(t *testing.T) {
+	base := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
+	var recs []event.Record
+	add := func(at time.Time, typ event.Type, d event.Data) {
+		recs = append(recs, event.Record{Position: uint64(len(recs) + 1), Recorded: at, Event: event.Event{ID: fmt.Sprint(len(recs)),
+			Source: "t", Type: typ, Time: at, Data: d}})
+	}
+	add(base.Add(-24*time.Hour), event.GrantAdded, event.Data{Subject: "user:k", Action: "db.read", Resource: "db:prod/c"})
+	add(base.Add(10*time.Minute), event.GrantAdded, event.Data{Subject: "user:k", Action: "db.read", Resource: "db:prod/a"})
+	for i := 1; i < 20; i++ {
+		at := base.Add(time.Duration(i) * time.Minute)
+		add(at.Add(-30*time.Second), event.Decision, event.Data{Principal: "user:k", Action: "db.read", Resource: "db:prod/c", Effect: event.Allow})
+		add(at, event.Decision, event.Data{Principal: "user:k", Action: "db.read", Resource: "db:prod/a", Effect: event.Allow})
+	}
+	fs, cr := shadowCounting(t, recs, base.Add(24*time.Hour))
+	if len(fs) != 1 || fs[0].Details["decisions"] != int64(9) || fs[0].Resource != "db:prod/a" {
+		t.Fatalf("findings %+v, want one of the 9 decisions on db:prod/a before 10:10", fs)
+	}
+	if cr.reads != 1 || cr.rows > 10 {
+		t.Errorf("%d reads streamed %d decisions, want one read of db:prod/a's, up to the first at 10:10", cr.reads, cr.rows)
+	}
 }

@@ -151,14 +151,14 @@ func checkUnusedGrant(ctx context.Context, in *Input) ([]finding.Finding, error)
 	// time there, whether or not it was used since.
 	var within, earlier []ugUseRange
 	err := in.Store.Usage(ctx, store.DecisionQuery{Tenant: in.Tenant, From: in.Now.Add(-window), To: in.Now}, func(u store.Use) error {
-		within = append(within, ugUseRange{u.Principal, u.Action, u.Resource, event.Micros(u.First), event.Micros(u.Last), true, true})
+		within = append(within, ugUseRange{u.Principal, u.Action, u.Resource, event.Micros(u.First), event.Micros(u.Last), true})
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("unused grants: usage in the window: %w", err)
 	}
 	err = in.Store.Usage(ctx, store.DecisionQuery{Tenant: in.Tenant, To: in.Now.Add(-window)}, func(u store.Use) error {
-		earlier = append(earlier, ugUseRange{u.Principal, u.Action, u.Resource, event.Micros(u.First), event.Micros(u.Last), true, false})
+		earlier = append(earlier, ugUseRange{u.Principal, u.Action, u.Resource, event.Micros(u.First), event.Micros(u.Last), false})
 		return nil
 	})
 	if err != nil {
@@ -175,24 +175,19 @@ func checkUnusedGrant(ctx context.Context, in *Input) ([]finding.Finding, error)
 }
 
 // ugUseRange is the allowed use of one (principal, action, resource) over a stretch: at first,
-// at last when exact, and perhaps in between; in the window, or before it.
+// at last, and perhaps in between; in the window, or before it.
 type ugUseRange struct {
 	principal, action, resource string
 	first, last                 int64
-	exact, inWindow             bool
+	inWindow                    bool
 }
 
 func ugByPrincipal(a, b ugUseRange) int { return cmp.Compare(a.principal, b.principal) }
 
-// attributeAll credits the uses of runs, one principal at a time: each run is sorted by
-// principal (if it is not), and a principal's uses are its stretch of each run, in the order
-// of the runs. The credits point into the runs.
+// attributeAll credits the uses of runs, one principal at a time: each run is in principal
+// order, and a principal's uses are its stretch of each run, in the order of the runs. The
+// credits point into the runs.
 func (r *ugRun) attributeAll(ctx context.Context, runs ...[]ugUseRange) error {
-	for _, run := range runs {
-		if !slices.IsSortedFunc(run, ugByPrincipal) {
-			slices.SortStableFunc(run, ugByPrincipal)
-		}
-	}
 	parts := make([][]ugUseRange, len(runs))
 	for n := 0; ; n++ {
 		if n%64 == 0 {
@@ -329,7 +324,7 @@ func (r *ugRun) attributeUse(cands map[string][]ugCand, u *ugUseRange) {
 func (r *ugRun) credit(c ugCand, u *ugUseRange) {
 	g := c.g
 	mark := func(perm string, at int64) {
-		exact := u.exact && at == u.last
+		exact := at == u.last // a use is known at its stretch's ends
 		if u.inWindow {
 			g.used = true
 			g.lastIn.later(at, exact, u)
@@ -658,9 +653,10 @@ func adminUses(in *Input, start, now int64) ([]ugUseRange, error) {
 			action, ok1, _ := expand(c.Action, &ev.Data)
 			resource, ok2, _ := expand(c.Resource, &ev.Data)
 			if ok1 && ok2 {
-				out = append(out, ugUseRange{ev.Data.Actor, action, resource, t, t, true, t >= start})
+				out = append(out, ugUseRange{ev.Data.Actor, action, resource, t, t, t >= start})
 			}
 		}
 	}
+	slices.SortStableFunc(out, ugByPrincipal) // as Usage gives its uses: see attributeAll
 	return out, nil
 }

@@ -68,10 +68,16 @@ func Database(t testing.TB) string {
 // dbName is a database name for a test: its name made an identifier, and a random suffix so
 // that reruns and parallel tests never meet.
 func dbName(test string) string {
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	return "t_" + ident(test, 38) + "_" + hex.EncodeToString(rnd[:])
+}
+
+// ident is s lower-cased, with every character but a-z and 0-9 made '_', at most n long.
+func ident(s string, n int) string {
 	var b strings.Builder
-	b.WriteString("t_")
-	for _, r := range strings.ToLower(test) {
-		if b.Len() >= 40 {
+	for _, r := range strings.ToLower(s) {
+		if b.Len() >= n {
 			break
 		}
 		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
@@ -80,9 +86,7 @@ func dbName(test string) string {
 			b.WriteByte('_')
 		}
 	}
-	var rnd [4]byte
-	_, _ = rand.Read(rnd[:])
-	return b.String() + "_" + hex.EncodeToString(rnd[:])
+	return b.String()
 }
 
 func run(ctx context.Context, addr, stmt string) error {
@@ -103,71 +107,48 @@ func run(ctx context.Context, addr, stmt string) error {
 // mark: a database that is not the benchmark's is never dropped.
 func Loaded(t testing.TB, name, tag string) bool {
 	t.Helper()
-	addr := Addr(t)
+	ok, err := loaded(Addr(t), name, tag)
+	if err != nil {
+		t.Fatalf("kept database %s: %v", name, err)
+	}
+	return ok
+}
+
+func loaded(addr, name, tag string) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	marker := markerTable(tag)
-	tables, err := answer(ctx, addr, "SELECT count() FROM system.tables WHERE database = '"+name+"'")
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}, DialTimeout: 10 * time.Second, MaxOpenConns: 1})
 	if err != nil {
-		t.Fatalf("kept database %s on %s: %v", name, addr, err)
+		return false, err
 	}
-	marked, err := answer(ctx, addr, "SELECT count() FROM system.tables WHERE database = '"+name+"' AND substring(name, 1, 7) = 'loaded_'")
-	if err != nil {
-		t.Fatalf("kept database %s on %s: %v", name, addr, err)
+	defer conn.Close()
+	var tables, marks, mine uint64
+	if err := conn.QueryRow(ctx, `SELECT count(), countIf(substring(name, 1, 7) = 'loaded_'), countIf(name = ?)
+FROM system.tables WHERE database = ?`, markerTable(tag), name).Scan(&tables, &marks, &mine); err != nil {
+		return false, err
 	}
-	if tables > 0 && marked == 0 {
-		t.Fatalf("database %s on %s has tables but no benchmark's mark: not dropping it; name another", name, addr)
-	}
-	if n, err := answer(ctx, addr, "SELECT count() FROM system.tables WHERE database = '"+name+"' AND name = '"+marker+"'"); err != nil {
-		t.Fatalf("kept database %s on %s: %v", name, addr, err)
-	} else if n == 1 {
-		return true
+	switch {
+	case mine == 1:
+		return true, nil
+	case tables > 0 && marks == 0:
+		return false, fmt.Errorf("it has tables but no benchmark's mark: not dropping it; name another")
 	}
 	for _, stmt := range []string{"DROP DATABASE IF EXISTS " + name, "CREATE DATABASE " + name} {
-		if err := run(ctx, addr, stmt); err != nil {
-			t.Fatalf("kept database %s on %s: %v", name, addr, err)
+		if err := conn.Exec(ctx, stmt); err != nil {
+			return false, err
 		}
 	}
-	return false
+	return false, nil
 }
 
 // MarkLoaded marks database name as loaded, with tag, for Loaded.
 func MarkLoaded(t testing.TB, name, tag string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := run(ctx, Addr(t), "CREATE TABLE "+name+"."+markerTable(tag)+" (x UInt8) ENGINE = TinyLog"); err != nil {
-		t.Fatal(err)
-	}
+	Exec(t, "CREATE TABLE "+name+"."+markerTable(tag)+" (x UInt8) ENGINE = TinyLog")
 }
 
 // markerTable is the name of the table that marks a database loaded with tag.
-func markerTable(tag string) string {
-	var b strings.Builder
-	b.WriteString("loaded_")
-	for _, r := range strings.ToLower(tag) {
-		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
-			b.WriteRune(r)
-		} else {
-			b.WriteByte('_')
-		}
-	}
-	return b.String()
-}
-
-// answer is the number a query answers.
-func answer(ctx context.Context, addr, query string) (uint64, error) {
-	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}, DialTimeout: 10 * time.Second, MaxOpenConns: 1})
-	if err != nil {
-		return 0, err
-	}
-	defer conn.Close()
-	var n uint64
-	if err := conn.QueryRow(ctx, query).Scan(&n); err != nil {
-		return 0, fmt.Errorf("%s: %w", query, err)
-	}
-	return n, nil
-}
+func markerTable(tag string) string { return "loaded_" + ident(tag, 40) }
 
 // Exec runs stmt on the server of Addr.
 func Exec(t testing.TB, stmt string) {

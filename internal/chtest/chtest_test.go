@@ -28,26 +28,38 @@ func TestDatabaseIsFreshAndDropped(t *testing.T) {
 	var name string
 	t.Run("inner", func(t *testing.T) {
 		name = Database(t)
-		if n := count(t, addr, name); n != 1 {
+		if n := databases(t, addr, name); n != 1 {
 			t.Fatalf("database %s: %d, want it created", name, n)
 		}
 	})
-	if n := count(t, addr, name); n != 0 {
+	if n := databases(t, addr, name); n != 0 {
 		t.Fatalf("database %s still exists after its test", name)
 	}
 }
 
-func count(t *testing.T, addr, name string) uint64 {
+// answer is the number query (with args) answers on the server at addr.
+func answer(t *testing.T, addr, query string, args ...any) uint64 {
+	t.Helper()
 	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}, DialTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
 	var n uint64
-	if err := conn.QueryRow(context.Background(), "SELECT count() FROM system.databases WHERE name = ?", name).Scan(&n); err != nil {
+	if err := conn.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// databases is how many databases are called name (0 or 1).
+func databases(t *testing.T, addr, name string) uint64 {
+	return answer(t, addr, "SELECT count() FROM system.databases WHERE name = ?", name)
+}
+
+// tables is how many tables database name has.
+func tables(t *testing.T, addr, name string) uint64 {
+	return answer(t, addr, "SELECT count() FROM system.tables WHERE database = ?", name)
 }
 
 // Without a server, Addr skips, except under CI=true, where it fails: run in a child process
@@ -91,9 +103,15 @@ func TestLoaded(t *testing.T) {
 	if Loaded(t, name, "scale 1") {
 		t.Fatal("marked with another tag: loaded")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if n, err := answer(ctx, addr, "SELECT count() FROM system.tables WHERE database = '"+name+"'"); err != nil || n != 0 {
-		t.Fatalf("made afresh for another tag: %d tables (%v), want none", n, err)
+	if n := tables(t, addr, name); n != 0 {
+		t.Fatalf("made afresh for another tag: %d tables, want none", n)
+	}
+	// A database that is not the benchmark's is refused, and kept.
+	Exec(t, "CREATE TABLE "+name+".precious (x UInt8) ENGINE = TinyLog")
+	if _, err := loaded(addr, name, "scale 1"); err == nil || !strings.Contains(err.Error(), "not dropping it") {
+		t.Fatalf("a database with tables and no mark: %v, want it refused", err)
+	}
+	if n := tables(t, addr, name); n != 1 {
+		t.Fatalf("a refused database has %d tables, want its one", n)
 	}
 }

@@ -153,7 +153,8 @@ func (s *Store) PutFindings(ctx context.Context, tenant string, fs []finding.Fin
 			return fmt.Errorf("clickhouse: store finding %s: %w", f.ID, err)
 		}
 		// A block at a time: a pass's hundreds of megabytes of findings in one block would be
-		// copied over and over as it grows, and held whole on both sides.
+		// copied over and over as it grows, and held whole here. (The server squashes small
+		// blocks into parts of up to min_insert_block_size_rows or _bytes.)
 		if pending += len(js); pending >= findingsBlockBytes {
 			if err := b.Flush(); err != nil {
 				return fmt.Errorf("clickhouse: store findings of %s: %w", tenant, err)

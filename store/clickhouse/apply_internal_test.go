@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+
 	"github.com/whocould/whocould/event"
 	"github.com/whocould/whocould/finding"
 	"github.com/whocould/whocould/internal/chtest"
@@ -152,9 +154,14 @@ func TestMigrationsLoad(t *testing.T) {
 // TestPutFindingsInBlocks: findings sent in several blocks of one insert all arrive, whole.
 func TestPutFindingsInBlocks(t *testing.T) {
 	s := openTest(t, Config{})
+	// One part per block sent (the server does not squash them), kept apart: what shows that
+	// the findings went in several.
+	ctx := ch.Context(context.Background(), ch.WithSettings(ch.Settings{"min_insert_block_size_rows": 1, "min_insert_block_size_bytes": 1}))
+	if err := s.catalog.Exec(ctx, "SYSTEM STOP MERGES findings"); err != nil {
+		t.Fatal(err)
+	}
 	defer func(n int) { findingsBlockBytes = n }(findingsBlockBytes)
 	findingsBlockBytes = 4 << 10 // about 4 findings a block
-	ctx := context.Background()
 	var fs []finding.Finding
 	for i := range 100 {
 		fs = append(fs, finding.Finding{ID: fmt.Sprintf("F%03d", i), Rule: finding.Drift, Kind: "extra", Severity: finding.Low,
@@ -165,6 +172,9 @@ func TestPutFindingsInBlocks(t *testing.T) {
 	}
 	if n := count(t, s, "SELECT count() FROM findings"); n != 100 {
 		t.Fatalf("%d rows written, want 100 (in about 25 blocks)", n)
+	}
+	if n := count(t, s, "SELECT count() FROM system.parts WHERE database = currentDatabase() AND table = 'findings' AND active"); n < 20 {
+		t.Fatalf("the findings are in %d parts, want one per block of about 4 findings", n)
 	}
 	got, err := s.Findings(ctx, "")
 	if err != nil {

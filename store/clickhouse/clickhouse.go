@@ -164,10 +164,11 @@ const finalOrderedBefore = "19.1"
 // modernMinVersion, a Cluster the server does not know. It returns the server's version.
 func checkServer(ctx context.Context, conn driver.Conn, cfg Config) (string, error) {
 	where := fmt.Sprintf("clickhouse %s/%s", cfg.Addr, cfg.Database)
-	var version string
-	if err := conn.QueryRow(ctx, "SELECT version()").Scan(&version); err != nil {
-		return "", fmt.Errorf("%s: read the server's version: %w", where, err)
+	sv, err := conn.ServerVersion() // from the handshake
+	if err != nil {
+		return "", fmt.Errorf("%s: the server's version: %w", where, err)
 	}
+	version := fmt.Sprintf("%d.%d.%d", sv.Version.Major, sv.Version.Minor, sv.Version.Patch)
 	if cfg.Modern && !versionAtLeast(version, modernMinVersion) {
 		return "", fmt.Errorf("clickhouse config: modern: the server at %s runs ClickHouse %s; LowCardinality, codecs and TTL "+
 			"need %s or later: set modern: false (and no retention)", cfg.Addr, version, modernMinVersion)

@@ -54,6 +54,12 @@ func withKeys(ctx context.Context, q store.DecisionQuery) (context.Context, erro
 // Keys are matched against the external table withKeys sends, GLOBAL so that a distributed
 // query sends it on to the shards; their principals are also listed, for the primary key.
 func where(sql *strings.Builder, args []any, q store.DecisionQuery) []any {
+	principalIn := func(ps []string) {
+		sql.WriteString(" AND principal IN (" + strings.Repeat("?, ", len(ps)-1) + "?)")
+		for _, p := range ps {
+			args = append(args, p)
+		}
+	}
 	if len(q.Keys) > 0 {
 		sql.WriteString(" AND (principal, action, resource) GLOBAL IN " + keysTable)
 		ps := make([]string, 0, len(q.Keys))
@@ -61,11 +67,7 @@ func where(sql *strings.Builder, args []any, q store.DecisionQuery) []any {
 			ps = append(ps, k.Principal)
 		}
 		slices.Sort(ps)
-		ps = slices.Compact(ps)
-		sql.WriteString(" AND principal IN (" + strings.Repeat("?, ", len(ps)-1) + "?)")
-		for _, p := range ps {
-			args = append(args, p)
-		}
+		principalIn(slices.Compact(ps))
 	}
 	for _, f := range []struct{ col, v string }{{"principal", q.Principal}, {"action", q.Action}, {"resource", q.Resource}} {
 		if f.v != "" {
@@ -74,10 +76,7 @@ func where(sql *strings.Builder, args []any, q store.DecisionQuery) []any {
 		}
 	}
 	if len(q.Principals) > 0 {
-		sql.WriteString(" AND principal IN (" + strings.Repeat("?, ", len(q.Principals)-1) + "?)")
-		for _, p := range q.Principals {
-			args = append(args, p)
-		}
+		principalIn(q.Principals)
 	}
 	return args
 }
@@ -123,11 +122,8 @@ func (s *Store) Decisions(ctx context.Context, q store.DecisionQuery, fn func(st
 
 	// Sorting a large answer spills to disk rather than failing on the server's memory limit.
 	ctx = ch.Context(ctx, ch.WithSettings(ch.Settings{"max_bytes_before_external_sort": externalSortBytes}))
-	conn, err := s.reader(ctx)
+	ctx, conn, err := s.keyedReader(ctx, q)
 	if err != nil {
-		return err
-	}
-	if ctx, err = withKeys(ctx, q); err != nil { // after reader: its own queries need not carry them
 		return err
 	}
 	tenant := tenantName(q.Tenant)
@@ -176,22 +172,21 @@ func streamRows(ctx context.Context, conn driver.Conn, what, sql string, args []
 func (s *Store) Usage(ctx context.Context, q store.DecisionQuery, fn func(store.Use) error) error {
 	var sql strings.Builder
 	var args []any
-	final := false // read with qUsageFinal: check the order, as nothing asks it
-	if q.From.IsZero() && q.To.IsZero() && (q.Effect == "" || q.Effect == event.Allow) {
-		// On one server of the release we test on, FINAL merges the table's parts into one
-		// stream in key order; a distributed read unions the shards' streams, and later
-		// releases read FINAL in parallel ranges, so there a GROUP BY and ORDER BY sort them.
+	q.Effect = cmp.Or(q.Effect, event.Allow)
+	// On one server of the release we test on, FINAL merges the table's parts into one stream
+	// in key order (checked below, as nothing asks it); a distributed read unions the shards'
+	// streams, and later releases read FINAL in parallel ranges, so there a GROUP BY and ORDER
+	// BY sort them.
+	final := false
+	if q.From.IsZero() && q.To.IsZero() && q.Effect == event.Allow {
 		final = s.finalInKeyOrder
+		head := qUsage
 		if final {
-			sql.WriteString(qUsageFinal)
-		} else {
-			sql.WriteString(qUsage)
+			head = qUsageFinal
 		}
+		sql.WriteString(head)
 		args = where(&sql, []any{tenantName(q.Tenant)}, q)
 	} else {
-		if q.Effect == "" {
-			q.Effect = event.Allow
-		}
 		sql.WriteString(qUsageOfDecisions)
 		var ok bool
 		if args, ok = decisionsWhere(&sql, q); !ok {
@@ -203,14 +198,11 @@ func (s *Store) Usage(ctx context.Context, q store.DecisionQuery, fn func(store.
 	if !final {
 		sql.WriteString(qUsageGroup)
 	}
-	conn, err := s.reader(ctx)
+	ctx, conn, err := s.keyedReader(ctx, q)
 	if err != nil {
 		return err
 	}
-	if ctx, err = withKeys(ctx, q); err != nil { // after reader: its own queries need not carry them
-		return err
-	}
-	var prev store.Use
+	var prev *store.Use
 	return streamRows(ctx, conn, "clickhouse: usage", sql.String(), args, func(rows driver.Rows) error {
 		var u store.Use
 		var first, last int64
@@ -219,15 +211,26 @@ func (s *Store) Usage(ctx context.Context, q store.DecisionQuery, fn func(store.
 			return fmt.Errorf("clickhouse: usage: %w", err)
 		}
 		if final {
-			if prev.Principal != "" && compareUse(prev, u) >= 0 {
+			if prev != nil && compareUse(*prev, u) >= 0 {
 				return fmt.Errorf("clickhouse: usage: the server read %s %s on %s after %s %s on %s: a FINAL read not in key order",
 					u.Principal, u.Action, u.Resource, prev.Principal, prev.Action, prev.Resource)
 			}
-			prev = u
+			prev = &u
 		}
 		u.First, u.Last, u.Count = event.FromMicros(first), event.FromMicros(last), int64(n)
 		return fn(u)
 	})
+}
+
+// keyedReader is the connection reads go to (reader), and ctx carrying q's keys (withKeys),
+// attached after the reader's own lookup so that it need not carry them.
+func (s *Store) keyedReader(ctx context.Context, q store.DecisionQuery) (context.Context, driver.Conn, error) {
+	conn, err := s.reader(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, err = withKeys(ctx, q)
+	return ctx, conn, err
 }
 
 // compareUse orders uses by principal, action and resource.

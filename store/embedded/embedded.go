@@ -409,46 +409,21 @@ func (s *Store) sortDecisions(t *tenant) {
 }
 
 // selected calls fn, under s.mu (held for writing: sorting and indexing may write), with each
-// decision q selects, in event-time order: a principal's decisions through its index, a time
-// range by binary search. keys is q.Keys by string ids (keyIDs: nil when q names none).
-func (s *Store) selected(t *tenant, q store.DecisionQuery, keys map[useKey]bool, after uint64, fn func(d *decision) bool) {
+// decision sel selects, in event-time order, after position after at sel.from: a principal's
+// decisions through its index, a time range by binary search.
+func (s *Store) selected(t *tenant, sel selection, after uint64, fn func(d *decision) bool) {
 	s.sortDecisions(t)
-	from, to := int64(math.MinInt64), int64(math.MaxInt64)
-	if !q.From.IsZero() {
-		from = event.Micros(q.From)
-	}
-	if !q.To.IsZero() {
-		to = event.Micros(q.To)
-	}
-	ps, a, r, ok := s.filterIDs(q)
-	if !ok || (q.Effect != "" && q.Effect != event.Allow && q.Effect != event.Deny) {
-		return
-	}
-	if keys != nil {
-		// The keys' principals (those also asked for, when some are).
-		var kps []uint32
-		for k := range keys {
-			if ps == nil || sortedHas(ps, k.principal) {
-				kps = append(kps, k.principal)
-			}
-		}
-		slices.Sort(kps)
-		if ps = slices.Compact(kps); len(ps) == 0 {
-			return
-		}
-	}
 	match := func(d *decision) bool {
-		return (a == 0 || d.action == a) && (r == 0 || d.resource == r) && (q.Effect == "" || d.allowed() == (q.Effect == event.Allow)) &&
-			(d.time != from || d.position > after) && (keys == nil || keys[useKey{d.principal, d.action, d.resource}])
+		return sel.matches(d) && (d.time != sel.from || d.position > after)
 	}
-	if ps != nil {
-		s.principalsSelected(t, ps, from, to, match, fn)
+	if sel.ps != nil {
+		s.principalsSelected(t, sel.ps, sel.from, sel.to, match, fn)
 		return
 	}
-	lo, _ := slices.BinarySearchFunc(t.decisions, from, func(d decision, t0 int64) int { return cmp.Compare(d.time, t0) })
+	lo, _ := slices.BinarySearchFunc(t.decisions, sel.from, func(d decision, t0 int64) int { return cmp.Compare(d.time, t0) })
 	for i := lo; i < len(t.decisions); i++ {
 		d := &t.decisions[i]
-		if d.time >= to {
+		if d.time >= sel.to {
 			return
 		}
 		if match(d) && !fn(d) {
@@ -459,13 +434,14 @@ func (s *Store) selected(t *tenant, q store.DecisionQuery, keys map[useKey]bool,
 
 // Decisions implements store.Reader. The decisions selected are copied out under the lock, in
 // pages, and fn is called without it; a page goes on after the last decision sent (its time
-// and position: the decisions are in that order).
+// and position: the decisions are in that order). The query's strings are looked up once (a
+// string first seen after the read began is not read).
 func (s *Store) Decisions(ctx context.Context, q store.DecisionQuery, fn func(store.Decision) error) error {
 	const page = 4096
 	tenant := tenantName(q.Tenant)
-	var after uint64 // the last position sent at q.From's instant
-	var keys map[useKey]bool
-	for page0 := true; ; page0 = false {
+	var after uint64 // the last position sent at sel.from's instant
+	var sel selection
+	for first := true; ; first = false {
 		out := make([]store.Decision, 0, page)
 		s.mu.Lock()
 		t := s.tenants[tenant]
@@ -473,15 +449,14 @@ func (s *Store) Decisions(ctx context.Context, q store.DecisionQuery, fn func(st
 			s.mu.Unlock()
 			return nil
 		}
-		if page0 {
-			// The keys once (a key first seen after this read began is not read).
+		if first {
 			var ok bool
-			if keys, ok = s.keyIDs(q.Keys); !ok {
+			if sel, ok = s.selectionOf(q); !ok {
 				s.mu.Unlock()
 				return nil
 			}
 		}
-		s.selected(t, q, keys, after, func(d *decision) bool {
+		s.selected(t, sel, after, func(d *decision) bool {
 			if len(out) == page {
 				return false
 			}
@@ -501,7 +476,7 @@ func (s *Store) Decisions(ctx context.Context, q store.DecisionQuery, fn func(st
 			return nil
 		}
 		last := out[len(out)-1]
-		q.From, after = last.Time, last.Position
+		sel.from, after = event.Micros(last.Time), last.Position
 	}
 }
 
@@ -518,19 +493,42 @@ func (s *Store) decisionOut(t *tenant, tenant string, d *decision) store.Decisio
 	return out
 }
 
-// filterIDs are the string ids of q's action and resource (0 for one not asked) and of its
-// principals, sorted (nil when not asked); false when nothing can match (a string asked was
-// never seen, or no principal asked was).
-func (s *Store) filterIDs(q store.DecisionQuery) (ps []uint32, a, r uint32, ok bool) {
+// selection is a query's filters by string ids.
+type selection struct {
+	ps       []uint32        // the principals, sorted (nil: any)
+	a, r     uint32          // the action and the resource (0: any)
+	keys     map[useKey]bool // the keys (nil: any); ps holds their principals
+	effect   string          // "", allow or deny
+	from, to int64           // event time, [from, to)
+}
+
+// selectionOf is q's filters by string ids; false when nothing can match: a string asked was
+// never seen, no principal or key asked was, or the effect is neither allow nor deny. Keys
+// narrow the principals to theirs. Called with s.mu held.
+func (s *Store) selectionOf(q store.DecisionQuery) (selection, bool) {
+	sel := selection{effect: q.Effect, from: math.MinInt64, to: math.MaxInt64}
+	if q.Effect != "" && q.Effect != event.Allow && q.Effect != event.Deny {
+		return sel, false
+	}
+	if !q.From.IsZero() {
+		sel.from = event.Micros(q.From)
+	}
+	if !q.To.IsZero() {
+		sel.to = event.Micros(q.To)
+	}
 	id := func(str string) (uint32, bool) {
 		if str == "" {
 			return 0, true
 		}
-		id, ok := s.strIDs[str]
-		return id, ok && id != 0
+		id := s.strIDs[str]
+		return id, id != 0
 	}
-	a, ok2 := id(q.Action)
-	r, ok3 := id(q.Resource)
+	var ok1, ok2 bool
+	sel.a, ok1 = id(q.Action)
+	sel.r, ok2 = id(q.Resource)
+	if !ok1 || !ok2 {
+		return sel, false
+	}
 	if q.Principal != "" || len(q.Principals) > 0 {
 		names := q.Principals
 		if q.Principal != "" {
@@ -539,36 +537,47 @@ func (s *Store) filterIDs(q store.DecisionQuery) (ps []uint32, a, r uint32, ok b
 				names = nil
 			}
 		}
-		ps = make([]uint32, 0, len(names))
+		sel.ps = make([]uint32, 0, len(names))
 		for _, name := range names {
-			if p, ok := id(name); ok && p != 0 {
-				ps = append(ps, p)
+			if p, ok := id(name); ok {
+				sel.ps = append(sel.ps, p)
 			}
 		}
-		slices.Sort(ps)
-		ps = slices.Compact(ps)
-		if len(ps) == 0 {
-			return nil, 0, 0, false
+		if sel.ps = sortedIDs(sel.ps); len(sel.ps) == 0 {
+			return sel, false
 		}
 	}
-	return ps, a, r, ok2 && ok3
+	if len(q.Keys) > 0 {
+		sel.keys = make(map[useKey]bool, len(q.Keys))
+		var kps []uint32
+		for _, k := range q.Keys {
+			p, a, r := s.strIDs[k.Principal], s.strIDs[k.Action], s.strIDs[k.Resource]
+			if p != 0 && a != 0 && r != 0 && (sel.ps == nil || sortedHas(sel.ps, p)) {
+				sel.keys[useKey{p, a, r}] = true
+				kps = append(kps, p)
+			}
+		}
+		if sel.ps = sortedIDs(kps); len(sel.ps) == 0 {
+			return sel, false
+		}
+	}
+	return sel, true
 }
 
-// keyIDs is the set of keys by string ids (nil when none are asked); false when none can match
-// (none of them was ever seen).
-func (s *Store) keyIDs(keys []store.UseKey) (map[useKey]bool, bool) {
-	if len(keys) == 0 {
-		return nil, true
-	}
-	out := make(map[useKey]bool, len(keys))
-	for _, k := range keys {
-		p, a, r := s.strIDs[k.Principal], s.strIDs[k.Action], s.strIDs[k.Resource]
-		if p != 0 && a != 0 && r != 0 {
-			out[useKey{p, a, r}] = true
-		}
-	}
-	return out, len(out) > 0
+// sortedIDs is ids sorted, each once.
+func sortedIDs(ids []uint32) []uint32 {
+	slices.Sort(ids)
+	return slices.Compact(ids)
 }
+
+// matches reports whether decision d passes sel's filters, bar its principals and its time.
+func (sel selection) matches(d *decision) bool {
+	return (sel.a == 0 || d.action == sel.a) && (sel.r == 0 || d.resource == sel.r) &&
+		(sel.effect == "" || d.allowed() == (sel.effect == event.Allow)) && sel.hasKey(useKey{d.principal, d.action, d.resource})
+}
+
+// hasKey reports whether sel's keys (any, when it names none) hold k.
+func (sel selection) hasKey(k useKey) bool { return sel.keys == nil || sel.keys[k] }
 
 // principalsSelected calls fn with each decision of the principals ps from from to to that
 // match, in order: their index lists merged (each list is in order, as the decisions are).
@@ -636,41 +645,15 @@ func (h *indexHeap) Pop() any {
 // them all (every key of the tenant: copied out in pages, fn called without the lock), else by
 // counting, in place, the decisions q selects.
 func (s *Store) Usage(ctx context.Context, q store.DecisionQuery, fn func(store.Use) error) error {
-	if len(q.Keys) > 0 {
-		// The use of the keys' principals (those also asked for, when some are), less the
-		// other keys.
-		asked := map[string]bool{}
-		for _, p := range q.Principals {
-			asked[p] = true
-		}
-		keys := make(map[store.UseKey]bool, len(q.Keys))
-		var ps []string
-		for _, k := range q.Keys {
-			keys[k] = true
-			if (q.Principal == "" || k.Principal == q.Principal) && (len(asked) == 0 || asked[k.Principal]) {
-				ps = append(ps, k.Principal)
-			}
-		}
-		if len(ps) == 0 {
-			return nil
-		}
-		q.Principal, q.Principals, q.Keys = "", ps, nil
-		next := fn
-		fn = func(u store.Use) error {
-			if !keys[store.UseKey{Principal: u.Principal, Action: u.Action, Resource: u.Resource}] {
-				return nil
-			}
-			return next(u)
-		}
-	}
+	q.Effect = cmp.Or(q.Effect, event.Allow)
 	var out []store.Use
 	var err error
-	if q.From.IsZero() && q.To.IsZero() && (q.Effect == "" || q.Effect == event.Allow) {
-		if q.Principal == "" && len(q.Principals) == 0 && q.Action == "" && q.Resource == "" {
-			return s.allUsage(ctx, q.Tenant, fn)
-		}
+	switch totals := q.From.IsZero() && q.To.IsZero() && q.Effect == event.Allow; {
+	case totals && q.Principal == "" && len(q.Principals) == 0 && len(q.Keys) == 0 && q.Action == "" && q.Resource == "":
+		return s.allUsage(ctx, q.Tenant, fn)
+	case totals:
 		out = s.totalUsage(q)
-	} else {
+	default:
 		out, err = s.countedUsage(ctx, q)
 	}
 	if err != nil {
@@ -686,23 +669,19 @@ func (s *Store) Usage(ctx context.Context, q store.DecisionQuery, fn func(store.
 
 // countedUsage is the use by the decisions q selects (within bounds of time, or denied).
 func (s *Store) countedUsage(ctx context.Context, q store.DecisionQuery) ([]store.Use, error) {
-	if q.Effect == "" {
-		q.Effect = event.Allow
-	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	t := s.tenants[tenantName(q.Tenant)]
-	if t == nil {
-		s.mu.Unlock()
+	sel, ok := s.selectionOf(q)
+	if t == nil || !ok {
 		return nil, nil
 	}
-	if q.Effect == event.Allow {
-		out := s.allowedUsage(t, q)
-		s.mu.Unlock()
-		return out, ctx.Err()
+	if sel.effect == event.Allow {
+		return s.allowedUsage(t, sel), ctx.Err()
 	}
 	at := map[useKey]int32{}
 	var uses []use
-	s.selected(t, q, nil, 0, func(d *decision) bool { // Usage applies q.Keys itself
+	s.selected(t, sel, 0, func(d *decision) bool {
 		k := useKey{d.principal, d.action, d.resource}
 		if i, ok := at[k]; ok {
 			uses[i].last = d.time // in event-time order
@@ -717,36 +696,36 @@ func (s *Store) countedUsage(ctx context.Context, q store.DecisionQuery) ([]stor
 	for k, i := range at {
 		kus = append(kus, keyedUse{k, i})
 	}
-	out := s.usesOut(uses, kus)
-	s.mu.Unlock()
-	return out, ctx.Err()
+	return s.usesOut(uses, kus), ctx.Err()
 }
 
+// totalUsage is the running totals q selects (all time, allowed decisions).
 func (s *Store) totalUsage(q store.DecisionQuery) []store.Use {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	t := s.tenants[tenantName(q.Tenant)]
-	if t == nil {
+	sel, ok := s.selectionOf(q)
+	if t == nil || !ok {
 		return nil
 	}
-	ps, a, r, ok := s.filterIDs(q)
-	if !ok {
-		return nil
-	}
-	if a == 0 && r == 0 {
+	var kus []keyedUse
+	if sel.a == 0 && sel.r == 0 && sel.ps != nil {
 		// Principals' uses: their stretches of the ordered totals.
-		order := s.usageOrdered(t)
-		var kus []keyedUse
-		for _, run := range t.usageRuns {
-			if sortedHas(ps, run.principal) {
-				kus = append(kus, order[run.lo:run.hi]...)
+		order, runs := s.usageOrdered(t)
+		for _, run := range runs {
+			if sortedHas(sel.ps, run.principal) {
+				for _, ku := range order[run.lo:run.hi] {
+					if sel.hasKey(ku.k) {
+						kus = append(kus, ku)
+					}
+				}
 			}
 		}
 		return s.useOut(t.uses, kus)
 	}
-	var kus []keyedUse
 	for k, i := range t.usage {
-		if (ps == nil || sortedHas(ps, k.principal)) && (a == 0 || k.action == a) && (r == 0 || k.resource == r) {
+		if (sel.ps == nil || sortedHas(sel.ps, k.principal)) && (sel.a == 0 || k.action == sel.a) && (sel.r == 0 || k.resource == sel.r) &&
+			sel.hasKey(k) {
 			kus = append(kus, keyedUse{k, i})
 		}
 	}
@@ -765,7 +744,7 @@ func (s *Store) allUsage(ctx context.Context, tenant string, fn func(store.Use) 
 		s.mu.RUnlock()
 		return nil
 	}
-	order := s.usageOrdered(t)
+	order, _ := s.usageOrdered(t)
 	s.mu.RUnlock()
 	for lo := 0; lo < len(order); lo += page {
 		s.mu.RLock()
@@ -789,8 +768,8 @@ type usageRun struct {
 	lo, hi    int
 }
 
-// usageOrdered is t.usageOrder, made if need be. Called with s.mu held.
-func (s *Store) usageOrdered(t *tenant) []keyedUse {
+// usageOrdered is t.usageOrder and t.usageRuns, made if need be. Called with s.mu held.
+func (s *Store) usageOrdered(t *tenant) ([]keyedUse, []usageRun) {
 	t.orderMu.Lock()
 	defer t.orderMu.Unlock()
 	if t.usageOrder == nil {
@@ -808,33 +787,21 @@ func (s *Store) usageOrdered(t *tenant) []keyedUse {
 		}
 		t.usageOrder, t.usageRuns = kus, runs
 	}
-	return t.usageOrder
+	return t.usageOrder, t.usageRuns
 }
 
-// allowedUsage is the use by the allowed decisions q selects. Every key of an allowed decision
-// has its running total, so the keys and their order are usageOrder's: each principal's
-// decisions (through its index) are counted in a slice of its stretch of it, found by a small
-// map — a principal's handful of keys stay in the cache, where one tenant-wide map or slice
-// would miss it at nearly every decision — and no sort is needed. Called with s.mu held for
-// writing.
-func (s *Store) allowedUsage(t *tenant, q store.DecisionQuery) []store.Use {
-	ps, a, r, ok := s.filterIDs(q)
-	if !ok {
-		return nil
-	}
-	from, to := int64(math.MinInt64), int64(math.MaxInt64)
-	if !q.From.IsZero() {
-		from = event.Micros(q.From)
-	}
-	if !q.To.IsZero() {
-		to = event.Micros(q.To)
-	}
+// allowedUsage is the use by the allowed decisions sel selects. Every key of an allowed
+// decision has its running total, so the keys and their order are usageOrder's: each
+// principal's decisions (through its index) are counted in a slice of its stretch of it, found
+// by a small map — a principal's handful of keys stay in the cache, where one tenant-wide map
+// or slice would miss it at nearly every decision — and no sort is needed. Called with s.mu
+// held for writing.
+func (s *Store) allowedUsage(t *tenant, sel selection) []store.Use {
 	s.sortDecisions(t)
 	s.indexPrincipals(t)
-	order := s.usageOrdered(t)
-	runs := t.usageRuns
-	if ps != nil {
-		runs = slices.DeleteFunc(slices.Clone(runs), func(r usageRun) bool { return !sortedHas(ps, r.principal) })
+	order, runs := s.usageOrdered(t)
+	if sel.ps != nil {
+		runs = slices.DeleteFunc(slices.Clone(runs), func(r usageRun) bool { return !sortedHas(sel.ps, r.principal) })
 	}
 	// The principals in as many parts as there are cores, counted side by side.
 	parts := make([][]store.Use, min(runtime.GOMAXPROCS(0), max(len(runs)/256, 1)))
@@ -842,16 +809,16 @@ func (s *Store) allowedUsage(t *tenant, q store.DecisionQuery) []store.Use {
 	for w := range parts {
 		wg.Go(func() {
 			lo, hi := len(runs)*w/len(parts), len(runs)*(w+1)/len(parts)
-			parts[w] = s.countUses(t, order, runs[lo:hi], a, r, from, to)
+			parts[w] = s.countUses(t, order, runs[lo:hi], sel)
 		})
 	}
 	wg.Wait()
 	return slices.Concat(parts...)
 }
 
-// countUses is the use by the allowed decisions of the principals of runs within [from, to),
-// of action a and resource r (0: any): see allowedUsage.
-func (s *Store) countUses(t *tenant, order []keyedUse, runs []usageRun, a, r uint32, from, to int64) []store.Use {
+// countUses is the use by the decisions sel selects (allowed ones) of the principals of runs:
+// see allowedUsage.
+func (s *Store) countUses(t *tenant, order []keyedUse, runs []usageRun, sel selection) []store.Use {
 	var out []store.Use
 	place := map[[2]uint32]int{}
 	var counts []use
@@ -863,13 +830,13 @@ func (s *Store) countUses(t *tenant, order []keyedUse, runs []usageRun, a, r uin
 		counts = slices.Grow(counts[:0], run.hi-run.lo)[:run.hi-run.lo]
 		clear(counts)
 		idx := t.byPrincipal[run.principal]
-		lo, _ := slices.BinarySearchFunc(idx, from, func(i int32, t0 int64) int { return cmp.Compare(t.decisions[i].time, t0) })
+		lo, _ := slices.BinarySearchFunc(idx, sel.from, func(i int32, t0 int64) int { return cmp.Compare(t.decisions[i].time, t0) })
 		for _, i := range idx[lo:] {
 			d := &t.decisions[i]
-			if d.time >= to {
+			if d.time >= sel.to {
 				break
 			}
-			if !d.allowed() || (a != 0 && d.action != a) || (r != 0 && d.resource != r) {
+			if !sel.matches(d) {
 				continue
 			}
 			c := &counts[place[[2]uint32{d.action, d.resource}]]
@@ -881,9 +848,7 @@ func (s *Store) countUses(t *tenant, order []keyedUse, runs []usageRun, a, r uin
 		}
 		for j, c := range counts {
 			if c.count > 0 {
-				k := order[run.lo+j].k
-				out = append(out, store.Use{Principal: s.strs[k.principal], Action: s.strs[k.action], Resource: s.strs[k.resource],
-					First: event.FromMicros(c.first), Last: event.FromMicros(c.last), Count: c.count})
+				out = append(out, s.useOf(order[run.lo+j].k, c))
 			}
 		}
 	}
@@ -908,11 +873,15 @@ func (s *Store) usesOut(uses []use, kus []keyedUse) []store.Use {
 func (s *Store) useOut(uses []use, kus []keyedUse) []store.Use {
 	out := make([]store.Use, len(kus))
 	for i, ku := range kus {
-		u := &uses[ku.i]
-		out[i] = store.Use{Principal: s.strs[ku.k.principal], Action: s.strs[ku.k.action], Resource: s.strs[ku.k.resource],
-			First: event.FromMicros(u.first), Last: event.FromMicros(u.last), Count: u.count}
+		out[i] = s.useOf(ku.k, uses[ku.i])
 	}
 	return out
+}
+
+// useOf is key k's use u as store.Use.
+func (s *Store) useOf(k useKey, u use) store.Use {
+	return store.Use{Principal: s.strs[k.principal], Action: s.strs[k.action], Resource: s.strs[k.resource],
+		First: event.FromMicros(u.first), Last: event.FromMicros(u.last), Count: u.count}
 }
 
 // rankUses sorts kus by principal, action and resource (see usesOut).

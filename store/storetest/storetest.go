@@ -435,6 +435,7 @@ func (s *suite) testUsage(t *testing.T) {
 		{Keys: []store.UseKey{uk("user:a", "db.read", "db:y")}, From: base},
 		{Keys: []store.UseKey{uk("user:b", "db.write", "db:z")}, Effect: event.Deny, Tenant: "acme"},
 		{Keys: []store.UseKey{uk("user:a", "db.read", "db:x")}, Principal: "user:c"},
+		{Keys: []store.UseKey{uk("user:a", "db.read", "db:x")}, Effect: event.Deny}, // not user:a's denied db.drop on db:x
 	} {
 		same(t, fmt.Sprintf("usage %+v", q), getUsage(t, st, q), wantUsage(h.recs, q))
 	}
